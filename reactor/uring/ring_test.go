@@ -1,0 +1,354 @@
+package uring
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-storage/strata/internal/iomem"
+)
+
+// newRing returns a single-issuer ring for the calling goroutine, which it
+// locks to its OS thread for the rest of the test.
+func newRing(t *testing.T, o Options) *Ring {
+	t.Helper()
+	runtime.LockOSThread()
+	t.Cleanup(runtime.UnlockOSThread)
+	r, err := New(o)
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// run submits everything prepared and waits for want completions.
+func run(t *testing.T, r *Ring, want int) []CQE {
+	t.Helper()
+	var out []CQE
+	buf := make([]CQE, 64)
+	for len(out) < want {
+		_, err := r.SubmitAndWait(1)
+		require.NoError(t, err)
+		n := r.Reap(buf)
+		out = append(out, buf[:n]...)
+	}
+	require.Len(t, out, want)
+	return out
+}
+
+func TestSetupProbesFlagsAndFeatures(t *testing.T) {
+	r := newRing(t, Options{Entries: 100, SingleIssuer: true})
+	require.Equal(t, uint32(128), r.SQEntries(), "entries round up to a power of two")
+	require.Equal(t, 2*r.SQEntries(), r.CQEntries())
+	require.NotZero(t, r.Flags()&SetupSingleIssuer, "kernel 6.0+ has SINGLE_ISSUER")
+	require.NotZero(t, r.Flags()&SetupDeferTaskrun, "kernel 6.1+ has DEFER_TASKRUN")
+	require.NotZero(t, r.Features()&FeatSingleMmap)
+	require.NotZero(t, r.Features()&FeatNoDrop)
+	require.Contains(t, r.String(), "sq=128")
+
+	plain := newRing(t, Options{Entries: 8, CQEntries: 64})
+	require.Zero(t, plain.Flags()&SetupSingleIssuer)
+	require.Equal(t, uint32(64), plain.CQEntries())
+}
+
+func TestSetupErrors(t *testing.T) {
+	_, err := New(Options{})
+	require.Error(t, err)
+	_, err = New(Options{Entries: 1 << 20}) // above IORING_MAX_ENTRIES
+	require.Error(t, err)
+	require.NoError(t, Available())
+}
+
+func TestNopsInBatches(t *testing.T) {
+	r := newRing(t, Options{Entries: 16, SingleIssuer: true})
+	seen := map[uint64]bool{}
+	for batch := range 10 {
+		for i := range 16 {
+			sqe := r.GetSQE()
+			require.NotNil(t, sqe)
+			sqe.PrepNop()
+			sqe.UserData = uint64(batch*100 + i)
+		}
+		require.Nil(t, r.GetSQE(), "SQ is full")
+		for _, c := range run(t, r, 16) {
+			require.Zero(t, c.Res)
+			require.False(t, seen[c.UserData])
+			seen[c.UserData] = true
+		}
+	}
+	require.Len(t, seen, 160)
+}
+
+func tempFile(t *testing.T, size int64) *os.File {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(t.TempDir(), "data"), os.O_RDWR|os.O_CREATE, 0o600)
+	require.NoError(t, err)
+	t.Cleanup(func() { f.Close() })
+	require.NoError(t, f.Truncate(size))
+	return f
+}
+
+func buffers(t *testing.T) [][]byte {
+	t.Helper()
+	p, err := iomem.NewPool(8192, 4)
+	require.NoError(t, err)
+	t.Cleanup(func() { p.Close() })
+	out := make([][]byte, 4)
+	for i := range out {
+		out[i], _, _ = p.Get()
+	}
+	return out
+}
+
+func fill(b []byte, seed byte) {
+	for i := range b {
+		b[i] = seed + byte(i*7)
+	}
+}
+
+func TestReadWriteFsyncFallocate(t *testing.T) {
+	r := newRing(t, Options{Entries: 8, SingleIssuer: true})
+	f := tempFile(t, 1<<20)
+	fd := int32(f.Fd())
+	b := buffers(t)
+	fill(b[0], 1)
+
+	sqe := r.GetSQE()
+	sqe.PrepWrite(fd, b[0], 4096)
+	c := run(t, r, 1)[0]
+	require.EqualValues(t, 8192, c.Res)
+
+	sqe = r.GetSQE()
+	sqe.PrepFsync(fd, FsyncDatasync)
+	require.Zero(t, run(t, r, 1)[0].Res)
+
+	sqe = r.GetSQE()
+	sqe.PrepRead(fd, b[1], 4096)
+	require.EqualValues(t, 8192, run(t, r, 1)[0].Res)
+	require.Equal(t, b[0], b[1])
+
+	// Punch the first 4 KiB of the written range: it reads back as zeroes.
+	sqe = r.GetSQE()
+	sqe.PrepFallocate(fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 4096, 4096)
+	require.Zero(t, run(t, r, 1)[0].Res)
+	sqe = r.GetSQE()
+	sqe.PrepRead(fd, b[2], 4096)
+	require.EqualValues(t, 8192, run(t, r, 1)[0].Res)
+	require.Equal(t, make([]byte, 4096), b[2][:4096])
+	require.Equal(t, b[0][4096:], b[2][4096:])
+}
+
+func TestVectoredAndFixed(t *testing.T) {
+	r := newRing(t, Options{Entries: 8, SingleIssuer: true})
+	f := tempFile(t, 1<<20)
+	b := buffers(t)
+	fill(b[0], 3)
+	fill(b[1], 9)
+
+	// Registered file 0 and registered buffers.
+	require.NoError(t, r.RegisterFiles([]int32{int32(f.Fd())}))
+	require.NoError(t, r.RegisterBuffers(b))
+
+	iov := []unix.Iovec{{Base: &b[0][0]}, {Base: &b[1][0]}}
+	iov[0].SetLen(len(b[0]))
+	iov[1].SetLen(len(b[1]))
+	sqe := r.GetSQE()
+	sqe.PrepWritev(0, iov, 0)
+	sqe.Flags |= SQEFixedFile
+	require.EqualValues(t, 16384, run(t, r, 1)[0].Res)
+
+	sqe = r.GetSQE()
+	sqe.PrepReadFixed(0, b[2], 0, 2)
+	sqe.Flags |= SQEFixedFile
+	sqe = r.GetSQE()
+	sqe.PrepReadFixed(0, b[3], 8192, 3)
+	sqe.Flags |= SQEFixedFile
+	for _, c := range run(t, r, 2) {
+		require.EqualValues(t, 8192, c.Res)
+	}
+	require.Equal(t, b[0], b[2])
+	require.Equal(t, b[1], b[3])
+
+	fill(b[2], 77)
+	sqe = r.GetSQE()
+	sqe.PrepWriteFixed(0, b[2], 65536, 2)
+	sqe.Flags |= SQEFixedFile
+	require.EqualValues(t, 8192, run(t, r, 1)[0].Res)
+	iov2 := []unix.Iovec{{Base: &b[3][0]}}
+	iov2[0].SetLen(len(b[3]))
+	sqe = r.GetSQE()
+	sqe.PrepReadv(0, iov2, 65536)
+	sqe.Flags |= SQEFixedFile
+	require.EqualValues(t, 8192, run(t, r, 1)[0].Res)
+	require.Equal(t, b[2], b[3])
+
+	require.NoError(t, r.UnregisterBuffers())
+	require.NoError(t, r.UnregisterFiles())
+}
+
+func TestShortReadAtEOF(t *testing.T) {
+	r := newRing(t, Options{Entries: 4, SingleIssuer: true})
+	f := tempFile(t, 1000)
+	b := buffers(t)
+	sqe := r.GetSQE()
+	sqe.PrepRead(int32(f.Fd()), b[0], 0)
+	require.EqualValues(t, 1000, run(t, r, 1)[0].Res, "a read across EOF is short")
+	sqe = r.GetSQE()
+	sqe.PrepRead(int32(f.Fd()), b[0], 4096)
+	require.EqualValues(t, 0, run(t, r, 1)[0].Res, "a read past EOF returns 0")
+}
+
+func TestErrorsComeBackInCQE(t *testing.T) {
+	r := newRing(t, Options{Entries: 4, SingleIssuer: true})
+	b := buffers(t)
+
+	// A RWF_NOWAIT read on an empty pipe completes with -EAGAIN: the
+	// caller, not the ring, decides to retry.
+	var p [2]int
+	require.NoError(t, unix.Pipe2(p[:], unix.O_CLOEXEC))
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	sqe := r.GetSQE()
+	sqe.PrepRead(int32(p[0]), b[0], 0)
+	sqe.SetRWFlags(unix.RWF_NOWAIT)
+	require.EqualValues(t, -int32(unix.EAGAIN), run(t, r, 1)[0].Res)
+
+	sqe = r.GetSQE()
+	sqe.PrepRead(12345, b[0], 0) // not an open fd
+	require.EqualValues(t, -int32(unix.EBADF), run(t, r, 1)[0].Res)
+}
+
+func TestCQOverflowIsFlushedNotLost(t *testing.T) {
+	r := newRing(t, Options{Entries: 4, CQEntries: 8, SingleIssuer: true})
+	const total = 40
+	for i := 0; i < total; i += 4 {
+		for j := range 4 {
+			sqe := r.GetSQE()
+			sqe.PrepNop()
+			sqe.UserData = uint64(i + j)
+		}
+		_, err := r.Submit()
+		require.NoError(t, err)
+	}
+	require.True(t, r.NeedsEnter())
+	seen := map[uint64]bool{}
+	buf := make([]CQE, 3)
+	for len(seen) < total {
+		n := r.Reap(buf)
+		for _, c := range buf[:n] {
+			require.False(t, seen[c.UserData], "duplicate completion %d", c.UserData)
+			seen[c.UserData] = true
+		}
+		if n == 0 {
+			_, err := r.Submit() // flushes the kernel's overflow list
+			require.NoError(t, err)
+		}
+	}
+	require.Zero(t, r.Overflowed(), "NODROP kernels keep every CQE")
+	require.NotZero(t, r.Stats().OverflowFlush)
+}
+
+func TestProbe(t *testing.T) {
+	r := newRing(t, Options{Entries: 4})
+	p, err := r.Probe()
+	require.NoError(t, err)
+	for _, op := range []Op{OpNop, OpReadv, OpWritev, OpFsync, OpReadFixed, OpWriteFixed, OpFallocate, OpRead, OpWrite, OpMsgRing} {
+		require.True(t, p.Supports(op), "%v", op)
+	}
+	require.GreaterOrEqual(t, p.LastOp, OpMsgRing)
+	require.Equal(t, "READ_FIXED", OpReadFixed.String())
+	require.Equal(t, "OP(200)", Op(200).String())
+}
+
+func TestMsgRingWakesAnotherRing(t *testing.T) {
+	target := newRing(t, Options{Entries: 4}) // not single-issuer: read from this test goroutine only
+	r := newRing(t, Options{Entries: 4, SingleIssuer: true})
+	sqe := r.GetSQE()
+	sqe.PrepMsgRing(target.FD(), 7, 0xfeed)
+	sqe.UserData = 1
+	require.Zero(t, run(t, r, 1)[0].Res)
+	c := run(t, target, 1)[0]
+	require.Equal(t, uint64(0xfeed), c.UserData)
+	require.EqualValues(t, 7, c.Res)
+}
+
+// A wait in io_uring_enter interrupted by signals goes on waiting until the
+// completion arrives. Go's own preemption signal (SIGURG) is the interrupter.
+func TestWaitSurvivesSignals(t *testing.T) {
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+	require.NoError(t, err)
+	defer unix.Close(efd)
+
+	var tid atomic.Int32
+	done := make(chan error, 1)
+	var interrupted uint64
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		r, err := New(Options{Entries: 4, SingleIssuer: true})
+		if err != nil {
+			done <- err
+			return
+		}
+		defer r.Close()
+		p, _ := iomem.NewPool(iomem.Align, 1)
+		defer p.Close()
+		b, _, _ := p.Get()
+		sqe := r.GetSQE()
+		sqe.PrepRead(int32(efd), b[:8], 0)
+		tid.Store(int32(unix.Gettid()))
+		_, err = r.SubmitAndWait(1)
+		cq := make([]CQE, 1)
+		if err == nil && (r.Reap(cq) != 1 || cq[0].Res != 8) {
+			err = fmt.Errorf("no eventfd completion after the wait: ready=%d res=%d stats=%+v", r.Ready(), cq[0].Res, r.Stats())
+		}
+		interrupted = r.Stats().Interrupted
+		done <- err
+	}()
+	for tid.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // let it block
+	for range 5 {
+		require.NoError(t, unix.Tgkill(unix.Getpid(), int(tid.Load()), unix.SIGURG))
+		time.Sleep(5 * time.Millisecond)
+	}
+	_, err = unix.Write(efd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	require.NoError(t, err)
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("wait did not end")
+	}
+	require.NotZero(t, interrupted, "the signals should have interrupted io_uring_enter")
+}
+
+func TestClosedRing(t *testing.T) {
+	r, err := New(Options{Entries: 2})
+	require.NoError(t, err)
+	require.NoError(t, r.Close())
+	require.ErrorIs(t, r.Close(), ErrClosed)
+	_, err = r.Submit()
+	require.ErrorIs(t, err, ErrClosed)
+}
+
+func TestSubmitReapAllocatesNothing(t *testing.T) {
+	r := newRing(t, Options{Entries: 8, SingleIssuer: true})
+	cq := make([]CQE, 8)
+	allocs := testing.AllocsPerRun(1000, func() {
+		sqe := r.GetSQE()
+		sqe.PrepNop()
+		if _, err := r.SubmitAndWait(1); err != nil {
+			panic(err)
+		}
+		r.Reap(cq)
+	})
+	require.Zero(t, allocs)
+}

@@ -1,0 +1,95 @@
+package uring
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The Prep methods fill an SQE returned by GetSQE. Memory they point the
+// kernel at must stay valid until the operation's CQE is reaped (see the
+// package doc).
+
+// PrepNop prepares a no-op.
+func (s *SQE) PrepNop() { s.Opcode = OpNop }
+
+// PrepRead prepares a read of len(buf) bytes at off.
+func (s *SQE) PrepRead(fd int32, buf []byte, off uint64) {
+	s.prepRW(OpRead, fd, addrOf(buf), uint32(len(buf)), off)
+}
+
+// PrepWrite prepares a write of buf at off.
+func (s *SQE) PrepWrite(fd int32, buf []byte, off uint64) {
+	s.prepRW(OpWrite, fd, addrOf(buf), uint32(len(buf)), off)
+}
+
+// PrepReadv prepares a vectored read at off. The iovec array itself must
+// stay valid until the completion (the kernel may read it late).
+func (s *SQE) PrepReadv(fd int32, iov []unix.Iovec, off uint64) {
+	s.prepRW(OpReadv, fd, uint64(uintptr(unsafe.Pointer(unsafe.SliceData(iov)))), uint32(len(iov)), off)
+}
+
+// PrepWritev prepares a vectored write at off.
+func (s *SQE) PrepWritev(fd int32, iov []unix.Iovec, off uint64) {
+	s.prepRW(OpWritev, fd, uint64(uintptr(unsafe.Pointer(unsafe.SliceData(iov)))), uint32(len(iov)), off)
+}
+
+// PrepReadFixed prepares a read into registered buffer bufIndex; buf must lie
+// inside that buffer.
+func (s *SQE) PrepReadFixed(fd int32, buf []byte, off uint64, bufIndex uint16) {
+	s.prepRW(OpReadFixed, fd, addrOf(buf), uint32(len(buf)), off)
+	s.BufIndex = bufIndex
+}
+
+// PrepWriteFixed prepares a write from registered buffer bufIndex.
+func (s *SQE) PrepWriteFixed(fd int32, buf []byte, off uint64, bufIndex uint16) {
+	s.prepRW(OpWriteFixed, fd, addrOf(buf), uint32(len(buf)), off)
+	s.BufIndex = bufIndex
+}
+
+// PrepFsync prepares an fsync (flags: FsyncDatasync for fdatasync).
+func (s *SQE) PrepFsync(fd int32, flags uint32) {
+	s.Opcode = OpFsync
+	s.FD = fd
+	s.OpFlags = flags
+}
+
+// PrepFallocate prepares fallocate(fd, mode, off, length). The kernel takes
+// the length from addr and the mode from len.
+func (s *SQE) PrepFallocate(fd int32, mode uint32, off, length uint64) {
+	s.Opcode = OpFallocate
+	s.FD = fd
+	s.Off = off
+	s.Addr = length
+	s.Len = mode
+}
+
+// PrepPollAdd prepares a one-shot poll for events (POLLIN...) on fd.
+func (s *SQE) PrepPollAdd(fd int32, events uint32) {
+	s.Opcode = OpPollAdd
+	s.FD = fd
+	s.OpFlags = events
+}
+
+// PrepMsgRing prepares a message to the ring targetFD: a CQE with result res
+// and user data userData is posted there (IORING_MSG_DATA).
+func (s *SQE) PrepMsgRing(targetFD int, res uint32, userData uint64) {
+	s.Opcode = OpMsgRing
+	s.FD = int32(targetFD)
+	s.Len = res
+	s.Off = userData
+}
+
+// SetRWFlags sets the per-operation RWF_* flags of a read or write
+// (unix.RWF_DSYNC gives write-through for FUA).
+func (s *SQE) SetRWFlags(flags uint32) { s.OpFlags = flags }
+
+func (s *SQE) prepRW(op Op, fd int32, addr uint64, n uint32, off uint64) {
+	s.Opcode = op
+	s.FD = fd
+	s.Addr = addr
+	s.Len = n
+	s.Off = off
+}
+
+func addrOf(b []byte) uint64 { return uint64(uintptr(unsafe.Pointer(unsafe.SliceData(b)))) }
