@@ -103,11 +103,12 @@ const FsyncDatasync uint32 = 1 << 0
 
 // io_uring_register opcodes.
 const (
-	registerBuffers   = 0
-	unregisterBuffers = 1
-	registerFiles     = 2
-	unregisterFiles   = 3
-	registerProbe     = 8
+	registerBuffers     = 0
+	unregisterBuffers   = 1
+	registerFiles       = 2
+	unregisterFiles     = 3
+	registerFilesUpdate = 6
+	registerProbe       = 8
 )
 
 // probeOpSupported marks an opcode the kernel supports (io_uring_probe_op.flags).
@@ -181,6 +182,13 @@ type params struct {
 	CQOff        cqringOffsets
 }
 
+type filesUpdate struct {
+	_      structs.HostLayout
+	Offset uint32
+	Resv   uint32
+	FDs    uint64 // pointer to []int32
+}
+
 type probeHeader struct {
 	_      structs.HostLayout
 	LastOp uint8
@@ -205,6 +213,7 @@ var (
 	_ [40]byte  = [unsafe.Sizeof(cqringOffsets{})]byte{}
 	_ [120]byte = [unsafe.Sizeof(params{})]byte{}
 	_ [16]byte  = [unsafe.Sizeof(probeHeader{})]byte{}
+	_ [16]byte  = [unsafe.Sizeof(filesUpdate{})]byte{}
 	_ [8]byte   = [unsafe.Sizeof(probeOp{})]byte{}
 	_ [44]byte  = [unsafe.Offsetof(SQE{}.FileIndex)]byte{}
 	_ [40]byte  = [unsafe.Offsetof(SQE{}.BufIndex)]byte{}

@@ -60,6 +60,31 @@ func (r *Ring) UnregisterFiles() error {
 	return nil
 }
 
+// RegisterSparseFiles registers a table of n empty file slots, filled later
+// with UpdateFiles, so that files can come and go without re-registering.
+func (r *Ring) RegisterSparseFiles(n int) error {
+	fds := make([]int32, n)
+	for i := range fds {
+		fds[i] = -1
+	}
+	return r.RegisterFiles(fds)
+}
+
+// UpdateFiles puts fds into the registered file table from slot off on
+// (-1 empties a slot).
+func (r *Ring) UpdateFiles(off uint32, fds []int32) error {
+	if len(fds) == 0 {
+		return nil
+	}
+	upd := filesUpdate{Offset: off, FDs: uint64(uintptr(unsafe.Pointer(&fds[0])))}
+	err := r.register(registerFilesUpdate, unsafe.Pointer(&upd), uint32(len(fds)))
+	runtime.KeepAlive(fds)
+	if err != nil {
+		return fmt.Errorf("uring: update files at %d: %w", off, err)
+	}
+	return nil
+}
+
 // RegisterBuffers registers bufs as fixed buffers: the kernel pins their
 // pages once, and READ_FIXED/WRITE_FIXED name them by index. They must be
 // memory outside the Go heap that outlives the registration.
@@ -77,14 +102,35 @@ func (r *Ring) RegisterBuffers(bufs [][]byte) error {
 	if err != nil {
 		return fmt.Errorf("uring: register %d buffers: %w", len(bufs), err)
 	}
+	r.fixed = r.fixed[:0]
+	for _, b := range bufs {
+		start := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+		r.fixed = append(r.fixed, memRange{start, start + uintptr(len(b))})
+	}
 	return nil
 }
+
+// FixedIndex returns the index of the registered buffer that holds all of
+// b, for READ_FIXED/WRITE_FIXED.
+func (r *Ring) FixedIndex(b []byte) (uint16, bool) {
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	end := start + uintptr(len(b))
+	for i, m := range r.fixed {
+		if start >= m.start && end <= m.end {
+			return uint16(i), true
+		}
+	}
+	return 0, false
+}
+
+type memRange struct{ start, end uintptr }
 
 // UnregisterBuffers drops the registered buffers.
 func (r *Ring) UnregisterBuffers() error {
 	if err := r.register(unregisterBuffers, nil, 0); err != nil {
 		return fmt.Errorf("uring: unregister buffers: %w", err)
 	}
+	r.fixed = r.fixed[:0]
 	return nil
 }
 

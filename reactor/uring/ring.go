@@ -63,6 +63,8 @@ type Ring struct {
 	cqMask uint32
 	cqes   []CQE
 
+	fixed []memRange // registered buffers, by index
+
 	stats Stats
 }
 

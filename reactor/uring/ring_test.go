@@ -352,3 +352,33 @@ func TestSubmitReapAllocatesNothing(t *testing.T) {
 	})
 	require.Zero(t, allocs)
 }
+
+func TestSparseFilesAndFixedIndex(t *testing.T) {
+	r := newRing(t, Options{Entries: 4, SingleIssuer: true})
+	f := tempFile(t, 1<<16)
+	b := buffers(t)
+	require.NoError(t, r.RegisterSparseFiles(8))
+	require.NoError(t, r.UpdateFiles(5, []int32{int32(f.Fd())}))
+	require.NoError(t, r.RegisterBuffers(b[:2]))
+	idx, ok := r.FixedIndex(b[1][100:200])
+	require.True(t, ok)
+	require.EqualValues(t, 1, idx)
+	_, ok = r.FixedIndex(b[2])
+	require.False(t, ok)
+
+	fill(b[0], 5)
+	sqe := r.GetSQE()
+	sqe.PrepWriteFixed(5, b[0], 0, 0)
+	sqe.Flags |= SQEFixedFile
+	require.EqualValues(t, len(b[0]), run(t, r, 1)[0].Res)
+	got := make([]byte, len(b[0]))
+	_, err := f.ReadAt(got, 0)
+	require.NoError(t, err)
+	require.Equal(t, b[0], got)
+
+	require.NoError(t, r.UpdateFiles(5, []int32{-1}))
+	sqe = r.GetSQE()
+	sqe.PrepWriteFixed(5, b[0], 0, 0)
+	sqe.Flags |= SQEFixedFile
+	require.EqualValues(t, -int32(unix.EBADF), run(t, r, 1)[0].Res, "emptied slot")
+}

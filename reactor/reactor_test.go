@@ -1,0 +1,249 @@
+package reactor
+
+import (
+	"errors"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+func startGroup(t *testing.T, cores []int, cfg Config) *Group {
+	t.Helper()
+	g, err := StartGroup(cores, cfg)
+	require.NoError(t, err)
+	t.Cleanup(g.Stop)
+	return g
+}
+
+func TestReactorsPinnedToTheirCores(t *testing.T) {
+	g := startGroup(t, nil, Config{})
+	allowed, err := AllowedCores()
+	require.NoError(t, err)
+	require.Equal(t, len(allowed), g.Len())
+	for i, r := range g.Reactors() {
+		var tid int
+		var set unix.CPUSet
+		require.NoError(t, r.Call(func(*Reactor) error {
+			tid = unix.Gettid()
+			return unix.SchedGetaffinity(0, &set)
+		}))
+		require.Equal(t, 1, set.Count(), "reactor %d runs on one core", i)
+		require.True(t, set.IsSet(allowed[i]))
+		// Every task runs on the same locked thread.
+		require.NoError(t, r.Call(func(*Reactor) error {
+			if unix.Gettid() != tid {
+				return errors.New("task ran on another thread")
+			}
+			return nil
+		}))
+	}
+}
+
+func TestBadCoreRefused(t *testing.T) {
+	_, err := StartGroup([]int{4095}, Config{})
+	require.ErrorContains(t, err, "not in this process's CPU set")
+}
+
+type countTask struct {
+	n  *atomic.Int64
+	wg *sync.WaitGroup
+}
+
+func (c *countTask) Run(*Reactor) { c.n.Add(1); c.wg.Done() }
+
+func TestManyProducersAllTasksRun(t *testing.T) {
+	g := startGroup(t, []int{-1}, Config{Inbox: 64})
+	r := g.Get(0)
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	const producers, each = 8, 5000
+	wg.Add(producers * each)
+	var pw sync.WaitGroup
+	for range producers {
+		pw.Add(1)
+		go func() {
+			defer pw.Done()
+			task := &countTask{&n, &wg}
+			for range each {
+				require.NoError(t, r.Post(task))
+			}
+		}()
+	}
+	pw.Wait()
+	wg.Wait()
+	require.EqualValues(t, producers*each, n.Load())
+	require.GreaterOrEqual(t, r.Counters().Tasks, uint64(producers*each))
+}
+
+// nopOp submits a NOP and reports its completion on done.
+type nopOp struct {
+	done chan int32
+}
+
+func (o *nopOp) Run(r *Reactor) {
+	sqe := r.Prep(o)
+	if sqe == nil {
+		o.done <- -1
+		return
+	}
+	sqe.PrepNop()
+}
+
+func (o *nopOp) Complete(res int32, _ uint32) { o.done <- res }
+
+func TestOperationCompletes(t *testing.T) {
+	g := startGroup(t, []int{-1}, Config{})
+	r := g.Get(0)
+	op := &nopOp{done: make(chan int32, 1)}
+	for range 100 {
+		require.True(t, r.Send(op))
+		require.Zero(t, <-op.done)
+	}
+	c := r.Counters()
+	require.GreaterOrEqual(t, c.Submitted, uint64(100))
+	require.GreaterOrEqual(t, c.Completed, uint64(100))
+}
+
+// The whole hand-off: Send a task, it preps an io_uring operation, the
+// kernel completes it, the completer answers. Nothing allocates.
+func TestTaskToCompletionAllocatesNothing(t *testing.T) {
+	g := startGroup(t, []int{-1}, Config{})
+	r := g.Get(0)
+	op := &nopOp{done: make(chan int32, 1)}
+	allocs := testing.AllocsPerRun(2000, func() {
+		r.Send(op)
+		<-op.done
+	})
+	require.Zero(t, allocs)
+}
+
+func TestIdleReactorSleepsAndWakes(t *testing.T) {
+	g := startGroup(t, []int{-1}, Config{Spin: time.Millisecond})
+	r := g.Get(0)
+	require.Eventually(t, r.sleeping.Load, 5*time.Second, time.Millisecond, "an idle reactor goes to sleep")
+	before := r.Counters().Wakeups
+	op := &nopOp{done: make(chan int32, 1)}
+	require.True(t, r.Send(op))
+	select {
+	case <-op.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a sleeping reactor did not wake for a task")
+	}
+	require.Greater(t, r.Counters().Wakeups, before)
+}
+
+type deferChain struct {
+	left int
+	done chan struct{}
+}
+
+func (d *deferChain) Run(r *Reactor) {
+	if d.left == 0 {
+		close(d.done)
+		return
+	}
+	d.left--
+	r.Defer(d) // no recursion: runs next iteration
+}
+
+func TestDeferredTasksRunAndQueueGrows(t *testing.T) {
+	g := startGroup(t, []int{-1}, Config{})
+	r := g.Get(0)
+	d := &deferChain{left: 10000, done: make(chan struct{})}
+	require.True(t, r.Send(d))
+	<-d.done
+	// More deferred at once than the initial capacity.
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(1000)
+	require.NoError(t, r.Call(func(r *Reactor) error {
+		for range 1000 {
+			r.Defer(&countTask{&n, &wg})
+		}
+		return nil
+	}))
+	wg.Wait()
+	require.EqualValues(t, 1000, n.Load())
+}
+
+func TestStopWaitsForInflightAndRefusesWork(t *testing.T) {
+	g, err := StartGroup([]int{-1}, Config{})
+	require.NoError(t, err)
+	r := g.Get(0)
+	op := &nopOp{done: make(chan int32, 256)}
+	require.NoError(t, r.Call(func(r *Reactor) error {
+		for range 100 {
+			op.Run(r)
+		}
+		return nil
+	}))
+	g.Stop()
+	require.Len(t, op.done, 100, "every operation in flight completed before the ring closed")
+	require.False(t, r.Send(op))
+	require.ErrorIs(t, r.Post(op), ErrStopped)
+	require.ErrorIs(t, r.Call(func(*Reactor) error { return nil }), ErrStopped)
+}
+
+func TestPrepBoundsInflight(t *testing.T) {
+	g := startGroup(t, []int{-1}, Config{RingEntries: 8})
+	r := g.Get(0)
+	op := &nopOp{done: make(chan int32, 64)}
+	var got int
+	require.NoError(t, r.Call(func(r *Reactor) error {
+		for r.Prep(op) != nil {
+			got++
+		}
+		return nil
+	}))
+	require.Equal(t, 8, got)
+	for range got {
+		<-op.done
+	}
+}
+
+func TestRegisterFiles(t *testing.T) {
+	g := startGroup(t, []int{-1}, Config{FileSlots: 2})
+	r := g.Get(0)
+	require.NoError(t, r.Call(func(r *Reactor) error {
+		a, err := r.RegisterFile(0)
+		require.NoError(t, err)
+		b, err := r.RegisterFile(1)
+		require.NoError(t, err)
+		require.NotEqual(t, a, b)
+		_, err = r.RegisterFile(2)
+		require.Error(t, err, "table full")
+		require.NoError(t, r.UnregisterFile(a))
+		c, err := r.RegisterFile(2)
+		require.NoError(t, err)
+		require.Equal(t, a, c)
+		return nil
+	}))
+}
+
+type fakePoller struct {
+	polls atomic.Int64
+	busy  atomic.Bool
+}
+
+func (p *fakePoller) Poll() int  { p.polls.Add(1); return 0 }
+func (p *fakePoller) Busy() bool { return p.busy.Load() }
+
+func TestBusyPollerKeepsReactorAwake(t *testing.T) {
+	g := startGroup(t, []int{-1}, Config{Spin: time.Microsecond})
+	r := g.Get(0)
+	p := &fakePoller{}
+	p.busy.Store(true)
+	require.NoError(t, r.Call(func(r *Reactor) error { r.AddPoller(p); return nil }))
+	n := p.polls.Load()
+	require.Eventually(t, func() bool { return p.polls.Load() > n+1000 }, 5*time.Second, time.Millisecond)
+	require.False(t, r.sleeping.Load())
+	p.busy.Store(false)
+	require.Eventually(t, r.sleeping.Load, 5*time.Second, time.Millisecond)
+	require.NoError(t, r.Call(func(r *Reactor) error { r.RemovePoller(p); return nil }))
+	runtime.Gosched()
+}
