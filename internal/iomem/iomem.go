@@ -8,11 +8,14 @@
 //
 // A Region is unmapped only by Unmap; slices into it must not be used after.
 // A Pool is owned by one goroutine (a reactor) and takes no locks.
+//
+// Package unsafe is used only to read a buffer's address (Aligned).
 package iomem
 
 import (
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -72,4 +75,10 @@ func (r *Region) Unmap() error {
 		return fmt.Errorf("iomem: unmap: %w", err)
 	}
 	return nil
+}
+
+// Aligned reports whether b starts at a multiple of align (a power of two),
+// as O_DIRECT requires of its buffers.
+func Aligned(b []byte, align int) bool {
+	return uintptr(unsafe.Pointer(unsafe.SliceData(b)))&uintptr(align-1) == 0
 }

@@ -57,3 +57,14 @@ func TestPoolNoAllocs(t *testing.T) {
 	})
 	require.Zero(t, allocs)
 }
+
+func TestAligned(t *testing.T) {
+	r, err := Map(ChunkSize)
+	require.NoError(t, err)
+	defer r.Unmap()
+	b := r.Bytes()
+	require.True(t, Aligned(b, 4096))
+	require.True(t, Aligned(b[512:], 512))
+	require.False(t, Aligned(b[512:], 4096))
+	require.False(t, Aligned(b[1:], 2))
+}

@@ -1,0 +1,105 @@
+package bdev
+
+import (
+	"errors"
+	"net/url"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+func TestStatusFromErrno(t *testing.T) {
+	for _, tc := range []struct {
+		op    Op
+		errno unix.Errno
+		want  Status
+	}{
+		{OpWrite, 0, StatusOK},
+		{OpWrite, unix.ENOSPC, StatusNoSpace},
+		{OpWrite, unix.EDQUOT, StatusNoSpace},
+		{OpRead, unix.EIO, StatusReadError},
+		{OpWrite, unix.EIO, StatusWriteFault},
+		{OpFlush, unix.EIO, StatusWriteFault},
+		{OpUnmap, unix.EOPNOTSUPP, StatusUnsupported},
+		{OpRead, unix.EINVAL, StatusInvalidRequest},
+		{OpRead, unix.ECANCELED, StatusAborted},
+		{OpRead, unix.ENODEV, StatusNotReady},
+		{OpRead, unix.EPERM, StatusInternal},
+	} {
+		require.Equal(t, tc.want, StatusFromErrno(tc.op, tc.errno), "%v %v", tc.op, tc.errno)
+	}
+}
+
+func TestStatusStringsAndErrors(t *testing.T) {
+	for s := range numStatus {
+		require.NotEmpty(t, s.String())
+		require.NotContains(t, s.String(), "status(")
+	}
+	require.Equal(t, "status(77)", Status(77).String())
+	require.NoError(t, StatusOK.Err())
+	err := StatusNoSpace.Err()
+	require.ErrorIs(t, err, ErrStatus)
+	var se *StatusError
+	require.True(t, errors.As(err, &se))
+	require.Equal(t, StatusNoSpace, se.Status)
+	require.Equal(t, "write-zeroes", OpWriteZeroes.String())
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]uint64{
+		"4096": 4096, "64MiB": 64 << 20, "1GiB": 1 << 30, "1g": 1 << 30, "10GB": 10e9,
+		"512k": 512 << 10, "2TiB": 2 << 40, " 7 ": 7, "3b": 3,
+	} {
+		got, err := ParseSize(in)
+		require.NoError(t, err, in)
+		require.Equal(t, want, got, in)
+	}
+	for _, bad := range []string{"", "MiB", "-1", "1.5G", "12XB", "99999999999999999999", "20000000TiB"} {
+		_, err := ParseSize(bad)
+		require.Error(t, err, bad)
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	made := 0
+	reg := NewRegistry(map[string]Factory{
+		"fake": func(name string, u *url.URL) (Device, error) {
+			if u.Query().Get("fail") != "" {
+				return nil, errors.New("refused")
+			}
+			made++
+			return &fakeDevice{Base: NewBase(Info{Name: name, BlockSize: 512, Blocks: 1})}, nil
+		},
+	})
+	_, err := reg.Create("a", "fake:///")
+	require.NoError(t, err)
+	_, err = reg.Create("a", "fake:///")
+	require.ErrorIs(t, err, ErrExists)
+	_, err = reg.Create("b", "nope:///")
+	require.ErrorIs(t, err, ErrBadScheme)
+	_, err = reg.Create("b", "fake:///?fail=1")
+	require.ErrorContains(t, err, "refused")
+	_, err = reg.Get("b")
+	require.ErrorIs(t, err, ErrNotFound, "a failed create leaves no name behind")
+	_, err = reg.Create("bad name", "fake:///")
+	require.ErrorContains(t, err, "invalid name")
+	_, err = reg.Create("c", "fake://%zz")
+	require.ErrorIs(t, err, ErrBadURI)
+	require.Equal(t, []string{"a"}, reg.Names())
+	d, err := reg.Get("a")
+	require.NoError(t, err)
+	require.Equal(t, "a", d.Info().Name)
+	require.NoError(t, reg.Delete("a"))
+	require.True(t, d.(*fakeDevice).closed)
+	require.ErrorIs(t, reg.Delete("a"), ErrNotFound)
+	require.Equal(t, 1, made)
+}
+
+func TestNewUUIDIsVersion4(t *testing.T) {
+	a, b := NewUUID(), NewUUID()
+	require.NotEqual(t, a, b)
+	require.Equal(t, byte(0x40), a[6]&0xf0)
+	require.Equal(t, byte(0x80), a[8]&0xc0)
+	require.Len(t, a.String(), 36)
+}

@@ -1,0 +1,281 @@
+package bdev
+
+import (
+	"crypto/rand"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/cpu"
+
+	"github.com/strata-storage/strata/internal/iomem"
+	"github.com/strata-storage/strata/reactor"
+)
+
+// UUID is a 16-byte RFC 4122 identifier.
+type UUID [16]byte
+
+func (u UUID) String() string {
+	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+}
+
+// Info describes a device. It does not change while the device is open.
+type Info struct {
+	Name      string
+	Product   string // backend kind: "null", "malloc", "uring"...
+	UUID      UUID
+	BlockSize uint32 // bytes per logical block, a power of two >= 512
+	Blocks    uint64 // number of logical blocks
+	// BufAlign is the alignment buffers must have (O_DIRECT needs the
+	// logical block size; RAM devices take any buffer).
+	BufAlign int
+	// VolatileCache reports a write cache that Flush or FUA must drain.
+	VolatileCache bool
+}
+
+// Size returns the device's capacity in bytes.
+func (i Info) Size() uint64 { return uint64(i.BlockSize) * i.Blocks }
+
+// Device is a block device shared by all reactors.
+type Device interface {
+	Info() Info
+	// OpenBackend returns the backend half of a channel for reactor r. It is
+	// called on r (see Open).
+	OpenBackend(r *reactor.Reactor) (Backend, error)
+	// Stats adds up the I/O statistics of every channel.
+	Stats() Stats
+	// Close releases the device; its channels must be closed first.
+	Close() error
+}
+
+// Backend is a device's per-reactor I/O path. Submit gets only requests
+// that passed validation and finishes each exactly once, through
+// Request.Complete from a completion handler or by deferring the request
+// (reactor.Defer) after setting its Status; never from inside Submit.
+type Backend interface {
+	Submit(req *Request)
+	// Close is called on the reactor once no request is in flight.
+	Close() error
+}
+
+// Channel is a device's I/O path on one reactor. Use it only there.
+type Channel struct {
+	dev     Device
+	info    Info
+	backend Backend
+	r       *reactor.Reactor
+	stats   *channelStats
+	stopped bool
+	onClose func()
+}
+
+// Open opens a channel to dev on reactor r. It may be called from any
+// goroutine but not from r itself (it waits for r).
+func Open(dev Device, r *reactor.Reactor) (*Channel, error) {
+	var ch *Channel
+	err := r.Call(func(r *reactor.Reactor) error {
+		var err error
+		ch, err = OpenOnReactor(dev, r)
+		return err
+	})
+	return ch, err
+}
+
+// OpenOnReactor is Open called on r itself.
+func OpenOnReactor(dev Device, r *reactor.Reactor) (*Channel, error) {
+	b, err := dev.OpenBackend(r)
+	if err != nil {
+		return nil, fmt.Errorf("bdev %s: open channel on reactor %d: %w", dev.Info().Name, r.ID(), err)
+	}
+	ch := &Channel{dev: dev, info: dev.Info(), backend: b, r: r, stats: new(channelStats)}
+	if t, ok := dev.(statsTracker); ok {
+		ch.onClose = t.track(ch.stats)
+	}
+	return ch, nil
+}
+
+// Info returns the device's description.
+func (c *Channel) Info() Info { return c.info }
+
+// Reactor returns the reactor the channel belongs to.
+func (c *Channel) Reactor() *reactor.Reactor { return c.r }
+
+// Submit starts req. Its Callback runs later on this reactor, whatever the
+// outcome. Reactor only.
+func (c *Channel) Submit(req *Request) {
+	req.ch = c
+	req.Status, req.Errno = StatusOK, 0
+	req.startNs = nowNs()
+	if st := c.validate(req); st != StatusOK {
+		req.Status = st
+		c.r.Defer(req)
+		return
+	}
+	c.backend.Submit(req)
+}
+
+func (c *Channel) validate(req *Request) Status {
+	if c.stopped {
+		return StatusNotReady
+	}
+	switch req.Op {
+	case OpFlush:
+		return StatusOK
+	case OpRead, OpWrite:
+		if uint64(len(req.Buf)) != req.Bytes(c.info.BlockSize) || len(req.Buf) > MaxIOBytes {
+			return StatusInvalidRequest
+		}
+		if c.info.BufAlign > 1 && !iomem.Aligned(req.Buf, c.info.BufAlign) {
+			return StatusInvalidRequest
+		}
+	case OpWriteZeroes, OpUnmap:
+	default:
+		return StatusUnsupported
+	}
+	if req.Blocks == 0 {
+		return StatusInvalidRequest
+	}
+	if req.LBA >= c.info.Blocks || uint64(req.Blocks) > c.info.Blocks-req.LBA {
+		return StatusInvalidRange
+	}
+	return StatusOK
+}
+
+func (c *Channel) finish(req *Request) {
+	c.stats.record(req, c.info.BlockSize, nowNs()-req.startNs)
+	req.Callback(req)
+}
+
+// Close closes the channel; no request may be in flight. Reactor only.
+func (c *Channel) Close() error {
+	if c.stopped {
+		return nil
+	}
+	c.stopped = true
+	if c.onClose != nil {
+		c.onClose()
+	}
+	return c.backend.Close()
+}
+
+// Stats are I/O totals.
+type Stats struct {
+	ReadOps, WriteOps, FlushOps, ZeroOps, UnmapOps uint64
+	ReadBytes, WriteBytes                          uint64
+	ReadLatencyNs, WriteLatencyNs                  uint64 // sums, for averages
+	Errors                                         uint64
+}
+
+// Add returns s plus o.
+func (s Stats) Add(o Stats) Stats {
+	s.ReadOps += o.ReadOps
+	s.WriteOps += o.WriteOps
+	s.FlushOps += o.FlushOps
+	s.ZeroOps += o.ZeroOps
+	s.UnmapOps += o.UnmapOps
+	s.ReadBytes += o.ReadBytes
+	s.WriteBytes += o.WriteBytes
+	s.ReadLatencyNs += o.ReadLatencyNs
+	s.WriteLatencyNs += o.WriteLatencyNs
+	s.Errors += o.Errors
+	return s
+}
+
+// channelStats is written by one reactor and read by anyone: atomics, on
+// their own cache lines per channel.
+type channelStats struct {
+	_                                     cpu.CacheLinePad
+	ops                                   [numOps]atomic.Uint64
+	readBytes, writeBytes                 atomic.Uint64
+	readLatencyNs, writeLatencyNs, errors atomic.Uint64
+	_                                     cpu.CacheLinePad
+}
+
+func (s *channelStats) record(req *Request, blockSize uint32, latencyNs int64) {
+	if req.Status != StatusOK {
+		s.errors.Add(1)
+		return
+	}
+	if req.Op >= numOps {
+		return
+	}
+	s.ops[req.Op].Add(1)
+	switch req.Op {
+	case OpRead:
+		s.readBytes.Add(req.Bytes(blockSize))
+		s.readLatencyNs.Add(uint64(latencyNs))
+	case OpWrite:
+		s.writeBytes.Add(req.Bytes(blockSize))
+		s.writeLatencyNs.Add(uint64(latencyNs))
+	}
+}
+
+func (s *channelStats) load() Stats {
+	return Stats{
+		ReadOps: s.ops[OpRead].Load(), WriteOps: s.ops[OpWrite].Load(), FlushOps: s.ops[OpFlush].Load(),
+		ZeroOps: s.ops[OpWriteZeroes].Load(), UnmapOps: s.ops[OpUnmap].Load(),
+		ReadBytes: s.readBytes.Load(), WriteBytes: s.writeBytes.Load(),
+		ReadLatencyNs: s.readLatencyNs.Load(), WriteLatencyNs: s.writeLatencyNs.Load(),
+		Errors: s.errors.Load(),
+	}
+}
+
+type statsTracker interface {
+	track(*channelStats) (untrack func())
+}
+
+// Base carries what every device has: its Info and the statistics of its
+// channels, open and closed. Backends embed it.
+type Base struct {
+	info   Info
+	mu     sync.Mutex
+	open   map[*channelStats]struct{}
+	closed Stats // totals of channels already closed
+}
+
+// NewBase returns a Base for info.
+func NewBase(info Info) Base {
+	return Base{info: info, open: make(map[*channelStats]struct{})}
+}
+
+// Info returns the device's description.
+func (b *Base) Info() Info { return b.info }
+
+// Stats adds up every channel's statistics.
+func (b *Base) Stats() Stats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.closed
+	for cs := range b.open {
+		s = s.Add(cs.load())
+	}
+	return s
+}
+
+func (b *Base) track(cs *channelStats) func() {
+	b.mu.Lock()
+	b.open[cs] = struct{}{}
+	b.mu.Unlock()
+	return func() {
+		b.mu.Lock()
+		delete(b.open, cs)
+		b.closed = b.closed.Add(cs.load())
+		b.mu.Unlock()
+	}
+}
+
+// OpenChannels returns how many channels are open.
+func (b *Base) OpenChannels() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.open)
+}
+
+// NewUUID returns a random (version 4) UUID.
+func NewUUID() UUID {
+	var u UUID
+	_, _ = rand.Read(u[:]) // crypto/rand.Read never fails on Linux
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	return u
+}

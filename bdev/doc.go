@@ -1,0 +1,16 @@
+// Package bdev defines Strata's block devices: one interface for RAM, file,
+// NVMe and remote devices and for the layers stacked on them.
+//
+// A Device is shared by all reactors; I/O goes through a Channel, one per
+// device per reactor, opened on and used only from that reactor. Requests
+// are caller-owned structs (pool them: nothing on the I/O path allocates);
+// a request's Callback runs on the channel's reactor, never from inside
+// Submit, so a caller can submit again from a callback without recursion.
+//
+// Every request is checked here before a backend sees it: a known
+// operation, a non-empty in-range LBA span, a buffer of exactly the span's
+// size and aligned as the device needs. Failures come back as a Status, a
+// typed value the NVMe layer maps to its own status codes.
+//
+// Backends live in subpackages (null, malloc, file) and implement Device.
+package bdev

@@ -1,0 +1,78 @@
+package bdev
+
+import (
+	"time"
+
+	"github.com/strata-storage/strata/reactor"
+)
+
+// Op is a block operation.
+type Op uint8
+
+const (
+	OpRead Op = iota
+	OpWrite
+	OpFlush
+	// OpWriteZeroes makes the span read back as zeroes; space may stay
+	// allocated.
+	OpWriteZeroes
+	// OpUnmap deallocates the span; it reads back as zeroes afterwards (every
+	// Strata device guarantees that, so the NVMe layer can say so in DLFEAT).
+	OpUnmap
+	numOps
+)
+
+var opNames = [numOps]string{"read", "write", "flush", "write-zeroes", "unmap"}
+
+func (o Op) String() string {
+	if o < numOps {
+		return opNames[o]
+	}
+	return "op?"
+}
+
+// MaxIOBytes bounds one read or write; larger transfers are split above.
+const MaxIOBytes = 32 << 20
+
+// Request is one block I/O. The caller owns it and may reuse it once its
+// Callback has run.
+type Request struct {
+	Op     Op
+	LBA    uint64
+	Blocks uint32 // 1-based count; unused by flush
+	// Buf holds Blocks*BlockSize bytes for reads and writes, aligned to the
+	// device's Info.BufAlign. The device owns it from Submit to Callback.
+	Buf []byte
+	// FUA makes a write durable before it completes (write-through).
+	FUA bool
+	// Callback is called on the channel's reactor when the request is done.
+	Callback func(*Request)
+	// Tag is the caller's, untouched by the device.
+	Tag uint64
+
+	// Set by the device before Callback.
+	Status Status
+	Errno  int32 // the system error behind Status, when there is one
+
+	ch      *Channel
+	startNs int64
+	// Next links requests in backend queues (a backend's to use while it
+	// owns the request).
+	Next *Request
+}
+
+// Run completes the request on its reactor; backends hand it to
+// reactor.Defer to complete outside Submit.
+func (req *Request) Run(*reactor.Reactor) { req.ch.finish(req) }
+
+// Complete records st and finishes the request now: for backends, from a
+// completion handler (never from inside Submit).
+func (req *Request) Complete(st Status) {
+	req.Status = st
+	req.ch.finish(req)
+}
+
+// Bytes returns the request's length in bytes for a device of blockSize.
+func (req *Request) Bytes(blockSize uint32) uint64 { return uint64(req.Blocks) * uint64(blockSize) }
+
+func nowNs() int64 { return time.Now().UnixNano() }
