@@ -1,0 +1,84 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Pattern is an access pattern.
+type Pattern uint8
+
+const (
+	Read Pattern = iota
+	Write
+	RandRead
+	RandWrite
+	RandRW
+)
+
+var patternNames = []string{"read", "write", "randread", "randwrite", "randrw"}
+
+func (p Pattern) String() string {
+	if int(p) < len(patternNames) {
+		return patternNames[p]
+	}
+	return "pattern?"
+}
+
+// ParsePattern parses a fio-style pattern name.
+func ParsePattern(s string) (Pattern, error) {
+	for i, n := range patternNames {
+		if strings.EqualFold(s, n) {
+			return Pattern(i), nil
+		}
+	}
+	return 0, fmt.Errorf("bench: unknown pattern %q (want one of %s)", s, strings.Join(patternNames, ", "))
+}
+
+// Random reports whether offsets are random.
+func (p Pattern) Random() bool { return p >= RandRead }
+
+// Job describes a run.
+type Job struct {
+	Pattern    Pattern
+	BlockSize  int           // bytes per I/O, a multiple of the device block size
+	QueueDepth int           // I/Os kept in flight
+	Duration   time.Duration // stop after this long (with IOs, whichever first)
+	IOs        uint64        // stop after this many I/Os (0: no limit)
+	ReadPct    int           // for RandRW: percentage of reads
+	// Span limits the I/O to the first Span bytes of the device (0: all).
+	Span uint64
+	// Verify stamps every written block with its LBA and a pattern and
+	// checks every block read; the span must be prefilled (Prefill).
+	Verify bool
+	Seed   uint64
+}
+
+// Validate checks the job against a device of blockSize bytes per block and
+// capacity bytes.
+func (j *Job) Validate(blockSize uint32, capacity uint64) error {
+	switch {
+	case j.Pattern > RandRW:
+		return errors.New("bench: bad pattern")
+	case j.BlockSize <= 0 || j.BlockSize%int(blockSize) != 0:
+		return fmt.Errorf("bench: block size %d is not a positive multiple of the device's %d", j.BlockSize, blockSize)
+	case j.QueueDepth <= 0 || j.QueueDepth > 4096:
+		return fmt.Errorf("bench: queue depth %d: want 1..4096", j.QueueDepth)
+	case j.Duration <= 0 && j.IOs == 0:
+		return errors.New("bench: give a duration or an I/O count")
+	case j.ReadPct < 0 || j.ReadPct > 100:
+		return fmt.Errorf("bench: read percentage %d: want 0..100", j.ReadPct)
+	case j.span(capacity) < uint64(j.BlockSize):
+		return fmt.Errorf("bench: span of %d bytes is smaller than one I/O", j.span(capacity))
+	}
+	return nil
+}
+
+func (j *Job) span(capacity uint64) uint64 {
+	if j.Span == 0 || j.Span > capacity {
+		return capacity
+	}
+	return j.Span
+}
