@@ -26,6 +26,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	case "version", "--version":
 		fmt.Fprintf(stdout, "strata %s\n", buildinfo.Version)
 		return ExitOK
+	case "perf":
+		return perf(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return ExitOK
@@ -40,6 +42,7 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage: strata COMMAND [ARGS]
 
 commands:
+  perf       drive a device with a load and report IOPS and latency
   version    print the version
   help       print this help
 `)

@@ -1,0 +1,118 @@
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/strata-storage/strata/bdev"
+	"github.com/strata-storage/strata/bdev/file"
+	"github.com/strata-storage/strata/bdev/malloc"
+	"github.com/strata-storage/strata/bdev/null"
+	"github.com/strata-storage/strata/bench"
+	"github.com/strata-storage/strata/reactor"
+)
+
+// localSchemes are the device kinds strata perf can open in-process.
+var localSchemes = map[string]bdev.Factory{
+	null.Scheme:   null.FromURI,
+	malloc.Scheme: malloc.FromURI,
+	file.Scheme:   file.FromURI,
+}
+
+func perf(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("perf", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	device := fs.String("device", "", "local device URI: uring:///path, malloc:///?size=1GiB, null:///")
+	rw := fs.String("rw", "randread", "pattern: read, write, randread, randwrite, randrw")
+	bsFlag := fs.String("bs", "4KiB", "I/O size")
+	qd := fs.Int("qd", 32, "queue depth")
+	dur := fs.Duration("time", 10*time.Second, "run time (0 with -ios: until the count)")
+	ios := fs.Uint64("ios", 0, "stop after this many I/Os")
+	mix := fs.Int("rwmixread", 50, "randrw: percentage of reads")
+	spanFlag := fs.String("span", "", "limit I/O to the first SIZE bytes")
+	verify := fs.Bool("verify", false, "prefill the span with stamped blocks and verify every read")
+	seed := fs.Uint64("seed", 1, "random seed")
+	core := fs.Int("core", -1, "CPU for the reactor (-1: unpinned)")
+	spin := fs.Duration("spin", reactor.DefaultSpin, "reactor busy-poll time before it sleeps")
+	output := fs.String("o", "text", "output: text or json")
+	if err := fs.Parse(args); err != nil {
+		return ExitUsage
+	}
+	if *device == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "strata perf: give -device URI (and no other arguments)")
+		return ExitUsage
+	}
+	job, err := perfJob(*rw, *bsFlag, *spanFlag, *qd, *dur, *ios, *mix, *verify, *seed)
+	if err != nil {
+		fmt.Fprintf(stderr, "strata perf: %v\n", err)
+		return ExitUsage
+	}
+	if *output != "text" && *output != "json" {
+		fmt.Fprintf(stderr, "strata perf: -o %q: want text or json\n", *output)
+		return ExitUsage
+	}
+	res, err := runLocalPerf(*device, reactor.Config{Core: *core, Spin: *spin}, job)
+	if err != nil {
+		fmt.Fprintf(stderr, "strata perf: %v\n", err)
+		return ExitError
+	}
+	if *output == "json" {
+		res.WriteJSON(stdout)
+	} else {
+		res.WriteText(stdout)
+	}
+	if res.Errors > 0 || res.Mismatches > 0 {
+		return ExitError
+	}
+	return ExitOK
+}
+
+func perfJob(rw, bs, span string, qd int, dur time.Duration, ios uint64, mix int, verify bool, seed uint64) (bench.Job, error) {
+	p, err := bench.ParsePattern(rw)
+	if err != nil {
+		return bench.Job{}, err
+	}
+	size, err := bdev.ParseSize(bs)
+	if err != nil {
+		return bench.Job{}, err
+	}
+	job := bench.Job{Pattern: p, BlockSize: int(size), QueueDepth: qd, Duration: dur, IOs: ios, ReadPct: mix, Verify: verify, Seed: seed}
+	if ios > 0 && dur == 10*time.Second {
+		job.Duration = 0 // an I/O count given alone is the stop condition
+	}
+	if span != "" {
+		if job.Span, err = bdev.ParseSize(span); err != nil {
+			return bench.Job{}, err
+		}
+	}
+	return job, nil
+}
+
+func runLocalPerf(uri string, rcfg reactor.Config, job bench.Job) (res bench.Result, err error) {
+	reg := bdev.NewRegistry(localSchemes)
+	dev, err := reg.Create("perf0", uri)
+	if err != nil {
+		return res, err
+	}
+	defer func() { err = errors.Join(err, reg.Delete("perf0")) }()
+	g, err := reactor.StartGroup([]int{rcfg.Core}, rcfg)
+	if err != nil {
+		return res, err
+	}
+	defer g.Stop()
+	r := g.Get(0)
+	ch, err := bdev.Open(dev, r)
+	if err != nil {
+		return res, err
+	}
+	defer func() { err = errors.Join(err, r.Call(func(*reactor.Reactor) error { return ch.Close() })) }()
+	if job.Verify {
+		if err := bench.Prefill(ch, job); err != nil {
+			return res, err
+		}
+	}
+	return bench.RunLocal(ch, job)
+}
