@@ -6,7 +6,7 @@ DESTDIR     ?=
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 PKG         := github.com/strata-storage/strata
 LDFLAGS     := -s -w -X $(PKG)/internal/buildinfo.Version=$(VERSION)
-STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 10s
 RUNDIR      ?= $(CURDIR)/.cache/run
 

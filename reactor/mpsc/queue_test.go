@@ -84,10 +84,9 @@ func TestPopReleasesReferences(t *testing.T) {
 }
 
 func TestNoAllocs(t *testing.T) {
-	type msg struct{ a, b uint64 }
-	q, err := New[*msg](8)
+	q, err := New[*[2]uint64](8)
 	require.NoError(t, err)
-	m := &msg{}
+	m := &[2]uint64{}
 	require.Zero(t, testing.AllocsPerRun(1000, func() {
 		q.Push(m)
 		q.Pop()
