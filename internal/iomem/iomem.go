@@ -57,6 +57,22 @@ func Map(size int) (*Region, error) {
 	return &Region{mem: mem}, nil
 }
 
+// Reserve maps a region of at least size bytes whose pages are backed only
+// when first touched: for buffers sized for the worst case (a queue's full
+// depth of maximum transfers) that are rarely all in use. Pages once touched
+// stay resident until Unmap.
+func Reserve(size int) (*Region, error) {
+	if size <= 0 {
+		return nil, fmt.Errorf("iomem: reserve %d bytes: size must be positive", size)
+	}
+	size = (size + ChunkSize - 1) / ChunkSize * ChunkSize
+	mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return nil, fmt.Errorf("iomem: reserve %d bytes: %w", size, err)
+	}
+	return &Region{mem: mem}, nil
+}
+
 // Bytes returns the whole region.
 func (r *Region) Bytes() []byte { return r.mem }
 

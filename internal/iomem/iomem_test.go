@@ -68,3 +68,13 @@ func TestAligned(t *testing.T) {
 	require.False(t, Aligned(b[512:], 4096))
 	require.False(t, Aligned(b[1:], 2))
 }
+
+func TestReserveIsLazy(t *testing.T) {
+	r, err := Reserve(64 << 20)
+	require.NoError(t, err)
+	defer r.Unmap()
+	require.Len(t, r.Bytes(), 64<<20)
+	r.Bytes()[32<<20] = 7
+	require.EqualValues(t, 7, r.Bytes()[32<<20])
+	require.True(t, Aligned(r.Bytes(), Align))
+}
