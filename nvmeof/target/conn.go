@@ -1,0 +1,338 @@
+package target
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/strata-storage/strata/nvmeof/nqn"
+	"github.com/strata-storage/strata/nvmeof/nvme"
+	"github.com/strata-storage/strata/nvmeof/pdu"
+)
+
+// conn is one TCP connection: one queue of one controller once connected.
+type conn struct {
+	t   *Target
+	nc  *net.TCPConn
+	l   *listener
+	log *slog.Logger
+
+	br *bufio.Reader
+	rd *pdu.Reader
+
+	// Negotiated in ICReq/ICResp.
+	hdgst, ddgst bool
+	hostAlign    int // data alignment of PDUs we send (HPDA)
+
+	// Set by Connect.
+	qid       uint16
+	sqsize    uint32
+	sqFlowOff bool
+	ctrl      *Controller
+	ioq       *ioQueue
+
+	// Admin-queue writes: the reader goroutine and event senders share the
+	// socket, so they take wmu. I/O queues write only from their reactor.
+	wmu     sync.Mutex
+	wbuf    []byte
+	sqhd    uint16 // SQ head reported in responses (admin queue)
+	aborted atomic.Bool
+}
+
+func newConn(t *Target, nc *net.TCPConn, l *listener) *conn {
+	nc.SetNoDelay(true)
+	c := &conn{t: t, nc: nc, l: l, log: t.log.With("peer", nc.RemoteAddr().String())}
+	c.br = bufio.NewReaderSize(nc, 64<<10)
+	c.rd = pdu.NewReader(c.br, pdu.Config{Accept: func(t pdu.Type) bool { return t == pdu.TypeICReq }})
+	return c
+}
+
+// hostToController lists what a host may send once connected.
+func hostToController(t pdu.Type) bool {
+	return t == pdu.TypeCapsuleCmd || t == pdu.TypeH2CData || t == pdu.TypeH2CTermReq
+}
+
+// abort ends the connection from outside its goroutine (shutdown, keep-alive
+// expiry, subsystem removal): it unblocks the reader, which tears down.
+func (c *conn) abort() {
+	c.aborted.Store(true)
+	c.nc.SetReadDeadline(time.Unix(1, 0))
+}
+
+// serve runs the connection to its end.
+func (c *conn) serve() {
+	err := c.run()
+	var fe *pdu.FatalError
+	switch {
+	case errors.As(err, &fe):
+		c.t.countFatal()
+		c.log.Warn("closing connection: malformed PDU", "qid", c.qid, "err", err)
+		c.terminate(fe)
+	case err != nil && !c.aborted.Load() && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
+		c.log.Info("connection ended", "qid", c.qid, "err", err)
+	}
+	if c.ioq != nil {
+		c.ioq.shutdown() // waits for in-flight commands, then closes the socket
+	} else {
+		c.nc.Close()
+	}
+	if c.ctrl != nil {
+		c.ctrl.queueGone(c)
+	}
+}
+
+// terminate sends a C2HTermReq for a fatal transport error (best effort).
+func (c *conn) terminate(fe *pdu.FatalError) {
+	b := make([]byte, pdu.MaxTermReqPLen)
+	n := pdu.EncodeTermReq(b, pdu.TypeC2HTermReq, fe.Status, fe.FEI, fe.Header)
+	if c.ioq != nil {
+		c.ioq.sendTermReq(b[:n])
+		return
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	c.nc.Write(b[:n])
+}
+
+func (c *conn) run() error {
+	c.nc.SetDeadline(time.Now().Add(handshakeTimeout))
+	if err := c.initConnection(); err != nil {
+		return err
+	}
+	if err := c.connect(); err != nil {
+		return err
+	}
+	c.nc.SetDeadline(time.Time{})
+	if c.aborted.Load() {
+		return net.ErrClosed
+	}
+	if c.qid == 0 {
+		return c.adminLoop()
+	}
+	return c.ioq.readLoop()
+}
+
+// initConnection handles ICReq/ICResp (TP 8000, 3.6.2.2-3).
+func (c *conn) initConnection() error {
+	h, err := c.rd.ReadHeader()
+	if err != nil {
+		return err
+	}
+	req := pdu.ICReq(h)
+	if req.PFV() != 0 {
+		return &pdu.FatalError{Status: pdu.FatalInvalidHeader, FEI: 8, Reason: fmt.Sprintf("PFV %d", req.PFV()), Header: h}
+	}
+	if req.HPDA() > 31 {
+		return &pdu.FatalError{Status: pdu.FatalInvalidHeader, FEI: 10, Reason: fmt.Sprintf("HPDA %d", req.HPDA()), Header: h}
+	}
+	c.hdgst = req.Digests()&pdu.DgstHeader != 0
+	c.ddgst = req.Digests()&pdu.DgstData != 0
+	c.hostAlign = (int(req.HPDA()) + 1) * 4
+	resp := make([]byte, pdu.ICSize)
+	pdu.EncodeICResp(resp, 0, req.Digests()&(pdu.DgstHeader|pdu.DgstData), MaxH2CData)
+	if _, err := c.nc.Write(resp); err != nil {
+		return fmt.Errorf("target: send ICResp: %w", err)
+	}
+	c.rd.SetConfig(pdu.Config{Accept: hostToController, HeaderDigest: c.hdgst, DataDigest: c.ddgst, MaxData: adminInCapsuleBytes})
+	return nil
+}
+
+// readCapsule reads a command capsule and its in-capsule data (into buf,
+// which must be large enough; checked by the Reader's MaxData).
+func (c *conn) readCapsule(buf []byte) (nvme.Command, []byte, error) {
+	h, err := c.rd.ReadHeader()
+	if err != nil {
+		return nil, nil, err
+	}
+	switch h.Type() {
+	case pdu.TypeCapsuleCmd:
+	case pdu.TypeH2CTermReq:
+		return nil, nil, fmt.Errorf("target: host terminated the connection: %s: %w", pdu.TermReq(h).FES(), io.EOF)
+	default:
+		return nil, nil, &pdu.FatalError{Status: pdu.FatalSequence, Reason: fmt.Sprintf("%v where a command capsule was due", h.Type()), Header: h}
+	}
+	var cmd [nvme.CommandSize]byte
+	copy(cmd[:], pdu.CapsuleCmd(h).SQE())
+	data := buf[:c.rd.DataLen()]
+	if err := c.rd.ReadData(data); err != nil {
+		if errors.Is(err, pdu.ErrDataDigest) {
+			return cmd[:], nil, err
+		}
+		return nil, nil, err
+	}
+	return cmd[:], data, nil
+}
+
+// connect handles the Fabrics Connect command, the first capsule on every
+// queue (NVMe-oF 1.1, 3.3).
+func (c *conn) connect() error {
+	buf := make([]byte, adminInCapsuleBytes)
+	cmd, data, err := c.readCapsule(buf)
+	if err != nil {
+		return err
+	}
+	if cmd.Opcode() != nvme.OpcodeFabrics || cmd.FCType() != nvme.FabricsConnect {
+		c.respond(cmd.CID(), nil, 0, 0, nvme.CommandSequenceError)
+		return fmt.Errorf("target: first command is %v, not Connect", cmd)
+	}
+	dw0, st := c.handleConnect(cmd, data)
+	if err := c.respond(cmd.CID(), nil, dw0, 0, st); err != nil {
+		return err
+	}
+	if !st.OK() {
+		return fmt.Errorf("target: connect refused: %v", st)
+	}
+	return nil
+}
+
+// connectInvalid returns the Connect Invalid Parameters status with the
+// offending parameter: inData says whether off is an offset in the Connect
+// data (IATTR bit 0) or in the command.
+func connectInvalid(inData bool, off uint16) (uint32, nvme.Status) {
+	dw0 := uint32(off) << 16
+	if inData {
+		dw0 |= 1
+	}
+	return dw0, nvme.ConnectInvalidParam
+}
+
+func (c *conn) handleConnect(cmd nvme.Command, data []byte) (uint32, nvme.Status) {
+	if cmd.ConnectRecFmt() != 0 {
+		return 0, nvme.ConnectIncompatible
+	}
+	if cmd.SGL().ID() != nvme.SGLDataBlockOffset || len(data) != nvme.ConnectDataSize {
+		return 0, nvme.DataSGLLengthInvalid
+	}
+	cd := nvme.ConnectData(data)
+	if err := cd.Validate(); err != nil {
+		return connectInvalid(true, 256)
+	}
+	hostNQN, subNQN := cd.HostNQN(), cd.SubNQN()
+	if nqn.Validate(hostNQN) != nil {
+		return connectInvalid(true, 512)
+	}
+	qid, sqsize := cmd.ConnectQID(), cmd.ConnectSQSize()
+	c.log = c.log.With("host", hostNQN, "subsystem", subNQN, "qid", qid)
+	var sub *Subsystem
+	if subNQN != nqn.Discovery {
+		s, err := c.t.subsystem(subNQN)
+		if err != nil {
+			return connectInvalid(true, 256)
+		}
+		if !s.hostAllowed(hostNQN) {
+			c.log.Warn("connect refused: host not allowed")
+			return 0, nvme.ConnectInvalidHost
+		}
+		sub = s
+	}
+	c.qid, c.sqsize = qid, sqsize
+	c.sqFlowOff = cmd.ConnectCAttr()&nvme.CAttrDisableSQFlow != 0
+	if qid == 0 {
+		if sqsize < 2 || sqsize > adminQueueEntries {
+			return connectInvalid(false, 44)
+		}
+		ctrl, st := newController(c, sub, hostNQN, cd.HostID(), cmd.ConnectKATO())
+		if !st.OK() {
+			return 0, st
+		}
+		c.ctrl = ctrl
+		c.log = c.log.With("cntlid", ctrl.id)
+		c.log.Info("controller connected", "kato_ms", cmd.ConnectKATO())
+		return uint32(ctrl.id), nvme.Success
+	}
+	if sub == nil {
+		return connectInvalid(false, 42) // discovery controllers have no I/O queues
+	}
+	if sqsize < 2 || sqsize > MaxQueueEntries {
+		return connectInvalid(false, 44)
+	}
+	ctrl := sub.controller(cd.ControllerID())
+	if ctrl == nil || ctrl.hostNQN != hostNQN || ctrl.hostID != cd.HostID() {
+		return connectInvalid(true, 16)
+	}
+	q, err := newIOQueue(c, ctrl)
+	if err != nil {
+		c.log.Error("I/O queue setup", "err", err)
+		return 0, nvme.InternalError
+	}
+	if st := ctrl.addIOQueue(qid, c); !st.OK() {
+		q.release()
+		return connectInvalid(false, 42)
+	}
+	c.ctrl, c.ioq = ctrl, q
+	return 0, nvme.Success
+}
+
+// respond sends an admin-queue (or handshake) response: C2HData with data
+// if any, then the response capsule. Safe from any goroutine.
+func (c *conn) respond(cid uint16, data []byte, dw0, dw1 uint32, st nvme.Status) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	b := c.wbuf[:0]
+	var hdr [pdu.MaxHeaderSize]byte
+	if len(data) > 0 && st.OK() {
+		n, pdo := pdu.EncodeData(hdr[:], pdu.TypeC2HData, pdu.FlagLastPDU, cid, 0, 0, uint32(len(data)), c.hdgst, c.ddgst, c.hostAlign)
+		b = append(b, hdr[:n]...)
+		for len(b) < pdo {
+			b = append(b, 0)
+		}
+		b = append(b, data...)
+		if c.ddgst {
+			var d [pdu.DigestSize]byte
+			pdu.PutDigest(d[:], data)
+			b = append(b, d[:]...)
+		}
+	}
+	pdu.CapsuleResp(hdr[:]).CQE().Set(dw0, dw1, c.nextSQHead(), c.qid, cid, st)
+	n := pdu.EncodeCapsuleResp(hdr[:], c.hdgst)
+	b = append(b, hdr[:n]...)
+	c.wbuf = b
+	c.nc.SetWriteDeadline(time.Now().Add(handshakeTimeout))
+	if _, err := c.nc.Write(b); err != nil {
+		return fmt.Errorf("target: send response: %w", err)
+	}
+	return nil
+}
+
+// nextSQHead advances and returns the admin queue's SQ head (callers hold
+// wmu). With SQ flow control disabled the field is reserved (0xFFFF).
+func (c *conn) nextSQHead() uint16 {
+	if c.sqFlowOff {
+		return 0xffff
+	}
+	c.sqhd = uint16((uint32(c.sqhd) + 1) % max(c.sqsize, 1))
+	return c.sqhd
+}
+
+// adminLoop serves the admin queue.
+func (c *conn) adminLoop() error {
+	c.rd.SetConfig(pdu.Config{Accept: hostToController, HeaderDigest: c.hdgst, DataDigest: c.ddgst, MaxData: adminInCapsuleBytes})
+	buf := make([]byte, adminInCapsuleBytes)
+	for {
+		cmd, data, err := c.readCapsule(buf)
+		if errors.Is(err, pdu.ErrDataDigest) {
+			c.respond(cmd.CID(), nil, 0, 0, nvme.DataTransferError)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		res := c.ctrl.execAdmin(cmd, data)
+		if res.held {
+			continue // an Asynchronous Event Request, answered later
+		}
+		if err := c.respond(cmd.CID(), res.data, res.dw0, res.dw1, res.status); err != nil {
+			return err
+		}
+		if res.disconnect {
+			return io.EOF
+		}
+	}
+}
