@@ -10,6 +10,7 @@ package host
 
 import (
 	"context"
+	"encoding/binary"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -36,6 +37,9 @@ type Config struct {
 	KeepAlive  time.Duration
 	IOQueues   int // default 1
 	QueueDepth int // entries per I/O queue (default 128, at most the target's MQES+1)
+	// AdminOnly connects the admin queue and negotiates IOQueues, but leaves
+	// the I/O queues to the caller (tools, tests driving queues by hand).
+	AdminOnly bool
 	// DisableSQFlowControl asks the target to skip SQ head tracking, which
 	// lets it answer reads with C2HData alone (SUCCESS flag).
 	DisableSQFlowControl bool
@@ -104,6 +108,9 @@ func Connect(ctx context.Context, addr, subNQN string, cfg Config) (*Controller,
 		return nil, err
 	}
 	depth := min(cfg.QueueDepth, int(id.MaxCmd()))
+	if cfg.AdminOnly {
+		granted = 0
+	}
 	for i := range min(cfg.IOQueues, granted) {
 		q, _, err := dialQueue(ctx, addr, subNQN, uint16(i+1), depth, cntlID, &cfg)
 		if err != nil {
@@ -210,7 +217,7 @@ func (c *Controller) Namespaces(ctx context.Context) ([]uint32, error) {
 	}
 	var ids []uint32
 	for i := 0; i+4 <= len(b); i += 4 {
-		id := uint32(b[i]) | uint32(b[i+1])<<8 | uint32(b[i+2])<<16 | uint32(b[i+3])<<24
+		id := binary.LittleEndian.Uint32(b[i:])
 		if id == 0 {
 			break
 		}
@@ -225,16 +232,19 @@ func (c *Controller) Namespace(ctx context.Context, nsid uint32) (nvme.IdentifyN
 	return nvme.IdentifyNamespace(b), err
 }
 
+// maxDiscoveryRecords bounds the discovery log a host reads (the page would
+// be 256 KiB).
+const maxDiscoveryRecords = 255
+
 // DiscoveryLog reads the discovery log page (discovery controllers).
 func (c *Controller) DiscoveryLog(ctx context.Context) ([]nvme.DiscoveryEntry, error) {
 	hdr, err := c.admin.GetLogPage(ctx, nvme.LogDiscovery, nvme.DiscoveryHeaderSize, 0)
 	if err != nil {
 		return nil, err
 	}
-	_, _, err = nvme.DecodeDiscoveryLog(hdr)
-	n := uint64(hdr[8]) | uint64(hdr[9])<<8 | uint64(hdr[10])<<16 | uint64(hdr[11])<<24
-	if err != nil || n > 256 {
-		return nil, fmt.Errorf("host: discovery log header: %d records, %v", n, err)
+	n := binary.LittleEndian.Uint64(hdr[8:]) // NUMREC
+	if n > maxDiscoveryRecords {
+		return nil, fmt.Errorf("host: discovery log claims %d records, more than %d", n, maxDiscoveryRecords)
 	}
 	full, err := c.admin.GetLogPage(ctx, nvme.LogDiscovery, uint32(nvme.DiscoveryHeaderSize+int(n)*nvme.DiscoveryEntrySize), 0)
 	if err != nil {

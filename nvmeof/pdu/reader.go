@@ -87,9 +87,11 @@ func (r *Reader) ReadHeader() (Header, error) {
 	if hlen != want {
 		return nil, fatal(FatalInvalidHeader, chHLen, ch, "%v with HLEN %d, want %d", t, hlen, want)
 	}
-	ic := t == TypeICReq || t == TypeICResp
-	hdgst := r.cfg.HeaderDigest && !ic
-	if hdgst != (h.Flags()&FlagHDGST != 0) && !ic && t != TypeH2CTermReq && t != TypeC2HTermReq {
+	// IC and TermReq PDUs never carry digests: they are exchanged before
+	// digests are agreed, or when the stream can no longer be trusted.
+	noDigest := t == TypeICReq || t == TypeICResp || t == TypeH2CTermReq || t == TypeC2HTermReq
+	hdgst := r.cfg.HeaderDigest && !noDigest
+	if hdgst != (h.Flags()&FlagHDGST != 0) && !noDigest {
 		return nil, fatal(FatalInvalidHeader, chFlags, ch, "%v HDGST flag does not match the negotiated digest", t)
 	}
 	hend := hlen

@@ -83,7 +83,7 @@ func (c *SubsystemConfig) validate() error {
 			return err
 		}
 		if seen[ns.ID] {
-			return fmt.Errorf("%w: %d", ErrNamespaceExists, ns.ID)
+			return fmt.Errorf("%w: %w: %d", ErrBadConfig, ErrNamespaceExists, ns.ID)
 		}
 		seen[ns.ID] = true
 	}
