@@ -73,9 +73,13 @@ type Queue struct {
 	align     int // CPDA: data alignment the target requires of us
 	inCapsule int // in-capsule data the target accepts on this queue
 
-	wmu  sync.Mutex
-	wbuf []byte
-	segs net.Buffers
+	// Guarded by wmu: the send buffers, reused for every command.
+	wmu     sync.Mutex
+	wbuf    []byte
+	segs    net.Buffers
+	sending net.Buffers // consumed by WriteTo
+	hdr     [pdu.MaxHeaderSize + 64]byte
+	digest  [pdu.DigestSize]byte
 
 	slots []*Request
 	free  chan uint16
@@ -190,41 +194,35 @@ func (q *Queue) Submit(req *Request) {
 func (q *Queue) send(cid uint16, req *Request) error {
 	q.wmu.Lock()
 	defer q.wmu.Unlock()
-	var hdr [pdu.MaxHeaderSize]byte
-	sqe := pdu.CapsuleCmd(hdr[:]).SQE()
+	hdr := q.hdr[:]
+	sqe := pdu.CapsuleCmd(hdr).SQE()
 	copy(sqe, req.Cmd[:])
 	sqe.SetCID(cid)
 	n := len(req.Buf)
-	inCapsule := req.ToController && n > 0 && n <= q.inCapsule
-	switch {
-	case inCapsule:
+	dataLen := 0
+	if req.ToController && n > 0 && n <= q.inCapsule {
 		sqe.SGL().Set(nvme.SGLDataBlockOffset, 0, uint32(n))
-	default:
+		dataLen = n
+	} else {
 		sqe.SGL().Set(nvme.SGLTransportDataBlock, 0, uint32(n))
 	}
-	dataLen := 0
-	if inCapsule {
-		dataLen = n
-	}
-	hlen, pdo := pdu.EncodeCapsuleCmd(hdr[:], dataLen, q.hdgst, q.ddgst, q.align)
-	q.wbuf = append(q.wbuf[:0], hdr[:hlen]...)
-	for len(q.wbuf) < pdo {
-		q.wbuf = append(q.wbuf, 0)
-	}
-	segs := append(q.segs[:0], q.wbuf)
-	if inCapsule {
-		segs = append(segs, req.Buf)
-		if q.ddgst {
-			var d [pdu.DigestSize]byte
-			pdu.PutDigest(d[:], req.Buf)
-			q.wbuf = append(q.wbuf, d[:]...)
-			segs = append(segs, q.wbuf[len(q.wbuf)-pdu.DigestSize:])
-			segs[0] = q.wbuf[:len(q.wbuf)-pdu.DigestSize]
+	_, pdo := pdu.EncodeCapsuleCmd(hdr, dataLen, q.hdgst, q.ddgst, q.align)
+	if pdo == 0 {
+		pdo = pdu.CapsuleCmdHLen
+		if q.hdgst {
+			pdo += pdu.DigestSize
 		}
 	}
-	q.segs = segs
-	_, err := segs.WriteTo(q.nc)
-	if err != nil {
+	q.segs = append(q.segs[:0], hdr[:pdo]) // any padding up to PDO is zero
+	if dataLen > 0 {
+		q.segs = append(q.segs, req.Buf)
+		if q.ddgst {
+			pdu.PutDigest(q.digest[:], req.Buf)
+			q.segs = append(q.segs, q.digest[:])
+		}
+	}
+	q.sending = q.segs
+	if _, err := q.sending.WriteTo(q.nc); err != nil {
 		return fmt.Errorf("host: send command: %w", err)
 	}
 	return nil

@@ -586,7 +586,8 @@ type outQueue struct {
 	q          *ioQueue
 	head, tail *command // waiting to be written
 	batch      []*command
-	segs       [][]byte     // the bytes of the write in flight, in order
+	segs       [][]byte     // the bytes of the write in flight still to send, a window of segBuf
+	segBuf     [][]byte     // backing array of segs, allocated once
 	iov        []unix.Iovec // segs as the kernel reads them
 	busy       bool         // a WRITEV is in flight
 	scheduled  bool         // a flush is deferred to the next loop iteration
@@ -609,7 +610,7 @@ const iovPerCommand = 5
 func (o *outQueue) init(q *ioQueue, slots int) {
 	o.q = q
 	o.iov = make([]unix.Iovec, 0, iovPerCommand*(slots+1))
-	o.segs = make([][]byte, 0, iovPerCommand*(slots+1))
+	o.segBuf = make([][]byte, 0, iovPerCommand*(slots+1))
 	o.batch = make([]*command, 0, slots+1)
 	o.flushTask.o = o
 }
@@ -642,7 +643,7 @@ func (o *outQueue) flush() {
 		o.q.maybeFinalize()
 		return
 	}
-	segs, batch := o.segs[:0], o.batch[:0]
+	segs, batch := o.segBuf[:0], o.batch[:0]
 	for cmd := o.head; cmd != nil; cmd = cmd.nextOut {
 		segs = appendSeg(segs, cmd.hdr[:cmd.hdrLen])
 		if cmd.outKind == outResponse && cmd.hdrLen > 0 { // C2HData
