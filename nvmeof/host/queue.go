@@ -184,8 +184,20 @@ func (q *Queue) Submit(req *Request) {
 		req.Callback(req)
 		return
 	}
-	q.slots[cid] = req
 	req.Status, req.Err, req.DW0, req.DW1 = nvme.Success, nil, 0, 0
+	// slots is shared with the reader goroutine; the mutex also orders a
+	// Submit against the reader's final sweep of the slots when it fails.
+	q.mu.Lock()
+	if q.err != nil {
+		err := q.err
+		q.mu.Unlock()
+		q.free <- cid
+		req.Err = err
+		req.Callback(req)
+		return
+	}
+	q.slots[cid] = req
+	q.mu.Unlock()
 	if err := q.send(cid, req); err != nil {
 		q.fail(err)
 	}
@@ -263,15 +275,31 @@ func (q *Queue) sendData(req *Request, cid, ttag uint16, off, length uint32) err
 
 func (q *Queue) readLoop() {
 	defer close(q.done)
-	for {
-		if err := q.readOne(); err != nil {
-			q.fail(err)
-			return
+	var err error
+	for err == nil {
+		err = q.readOne()
+	}
+	q.fail(err)
+	// Only the reader completes requests, so it fails those left in flight.
+	q.mu.Lock()
+	var left []*Request
+	for cid, req := range q.slots {
+		if req != nil {
+			q.slots[cid] = nil
+			left = append(left, req)
 		}
+	}
+	err = q.err
+	q.mu.Unlock()
+	for _, req := range left {
+		req.Err = err
+		req.Callback(req)
 	}
 }
 
 func (q *Queue) slot(cid uint16) (*Request, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	if int(cid) >= len(q.slots) || q.slots[cid] == nil {
 		return nil, fmt.Errorf("host: PDU for unknown command %d", cid)
 	}
@@ -327,30 +355,24 @@ func (q *Queue) readOne() error {
 }
 
 func (q *Queue) complete(cid uint16, req *Request) {
+	q.mu.Lock()
 	q.slots[cid] = nil
+	q.mu.Unlock()
 	q.free <- cid
 	req.Callback(req)
 }
 
-// fail closes the queue and fails every command in flight.
+// fail records the queue's first error and closes the connection; the
+// reader goroutine then fails the commands in flight.
 func (q *Queue) fail(err error) {
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	if q.err != nil {
-		q.mu.Unlock()
 		return
 	}
 	q.err = err
 	close(q.closed)
-	q.mu.Unlock()
 	q.nc.Close()
-	<-q.done
-	for cid, req := range q.slots {
-		if req != nil {
-			q.slots[cid] = nil
-			req.Err = err
-			req.Callback(req)
-		}
-	}
 }
 
 func (q *Queue) failure() error {
@@ -369,17 +391,11 @@ func (q *Queue) Err() error {
 	return q.err
 }
 
-// Close closes the connection; commands in flight fail.
+// Close closes the connection; commands in flight fail. It returns once
+// their callbacks have run.
 func (q *Queue) Close() error {
-	q.mu.Lock()
-	open := q.err == nil
-	q.mu.Unlock()
-	if open {
-		go q.fail(ErrClosed)
-		<-q.done
-		q.mu.Lock()
-		q.mu.Unlock()
-	}
+	q.fail(ErrClosed)
+	<-q.done
 	return nil
 }
 
