@@ -56,7 +56,7 @@ if [ "$PHASE" = first ]; then
 
 	step mkfs
 	# The file system takes the first 32 MiB; the raw patterns live past it.
-	mkfs.ext4 -q -F $dev 32M
+	/sbin/mke2fs -q -F -t ext4 $dev 32M
 	mkdir -p /mnt
 	mount -t ext4 $dev /mnt
 	dd if=/dev/urandom of=/mnt/file bs=1M count=8 2>/dev/null
