@@ -49,6 +49,7 @@ cp "$S/lib/modules/$KVER"/modules.{builtin,builtin.modinfo,order} "$R/lib/module
 depmod -b "$R" "$KVER"
 
 cp /bin/busybox "$R/bin/busybox"
+ln -s /bin/busybox "$R/sbin/modprobe" # the kernel's request_module runs /sbin/modprobe
 cp "$S/usr/sbin/nvme" "$R/usr/sbin/nvme"
 cp /sbin/mke2fs "$R/sbin/mke2fs"
 ln -s mke2fs "$R/sbin/mkfs.ext4"
@@ -69,6 +70,12 @@ cat > "$R/etc/mke2fs.conf" <<'CONF'
 	inode_size = 256
 	inode_ratio = 16384
 [fs_types]
+	small = {
+		inode_ratio = 4096
+	}
+	floppy = {
+		inode_ratio = 8192
+	}
 	ext4 = {
 		features = has_journal,extent,huge_file,flex_bg,metadata_csum,64bit,dir_nlink,extra_isize
 	}

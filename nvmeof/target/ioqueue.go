@@ -339,8 +339,11 @@ func (q *ioQueue) prepare(cmd *command) (nvme.Status, direction) {
 		}
 		return nvme.Success, dirHostToController
 	case nvme.IODatasetMgmt:
+		// NR+1 16-byte ranges; hosts may send a larger buffer (Linux sends a
+		// whole page when its range allocation falls back), so only its
+		// first NR+1 entries count.
 		ranges := uint32(sqe.CDW(10)&0xff) + 1
-		if sgl != ranges*16 {
+		if sgl < ranges*16 || sgl > MaxTransferBytes {
 			return nvme.DataSGLLengthInvalid, dirNone
 		}
 		cmd.dataLen = sgl
@@ -397,7 +400,7 @@ func (q *ioQueue) execute(cmd *command) {
 			q.respond(cmd, nvme.Success)
 			return
 		}
-		cmd.dsmLeft = cmd.buf[:cmd.dataLen]
+		cmd.dsmLeft = cmd.buf[:16*(sqe.CDW(10)&0xff+1)]
 		q.nextDeallocate(cmd)
 		return
 	}

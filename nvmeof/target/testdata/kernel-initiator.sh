@@ -28,7 +28,7 @@ for i in $(seq 50); do
 	sleep 0.1
 done
 [ -n "$dev" ] || { echo "no namespace block device for $NQN"; exit 1; }
-ctrl=/dev/$(basename $(dirname $(readlink -f /sys/block/${dev##*/}/device)))
+ctrl=${dev%n*} # /dev/nvme0n1 -> /dev/nvme0
 echo "device $dev controller $ctrl"
 
 step list
