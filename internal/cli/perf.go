@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/strata-storage/strata/bdev/malloc"
 	"github.com/strata-storage/strata/bdev/null"
 	"github.com/strata-storage/strata/bench"
+	"github.com/strata-storage/strata/nvmeof/host"
 	"github.com/strata-storage/strata/reactor"
 )
 
@@ -26,6 +28,11 @@ func perf(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("perf", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	device := fs.String("device", "", "local device URI: uring:///path, malloc:///?size=1GiB, null:///")
+	targetAddr := fs.String("target", "", "NVMe/TCP target address host:port (instead of -device)")
+	subNQN := fs.String("nqn", "", "subsystem NQN on the target")
+	nsid := fs.Uint("nsid", 1, "namespace ID on the target")
+	queues := fs.Int("queues", 1, "I/O queues (connections) to the target")
+	digests := fs.Bool("digests", false, "header and data digests")
 	rw := fs.String("rw", "randread", "pattern: read, write, randread, randwrite, randrw")
 	bsFlag := fs.String("bs", "4KiB", "I/O size")
 	qd := fs.Int("qd", 32, "queue depth")
@@ -41,8 +48,12 @@ func perf(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return ExitUsage
 	}
-	if *device == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "strata perf: give -device URI (and no other arguments)")
+	if (*device == "") == (*targetAddr == "") || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "strata perf: give -device URI or -target ADDR -nqn NQN (and no other arguments)")
+		return ExitUsage
+	}
+	if *targetAddr != "" && *subNQN == "" {
+		fmt.Fprintln(stderr, "strata perf: -target needs -nqn")
 		return ExitUsage
 	}
 	job, err := perfJob(*rw, *bsFlag, *spanFlag, *qd, *dur, *ios, *mix, *verify, *seed)
@@ -54,7 +65,12 @@ func perf(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "strata perf: -o %q: want text or json\n", *output)
 		return ExitUsage
 	}
-	res, err := runLocalPerf(*device, reactor.Config{Core: *core, Spin: *spin}, job)
+	var res bench.Result
+	if *targetAddr != "" {
+		res, err = runRemotePerf(*targetAddr, *subNQN, uint32(*nsid), *queues, *digests, job)
+	} else {
+		res, err = runLocalPerf(*device, reactor.Config{Core: *core, Spin: *spin}, job)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "strata perf: %v\n", err)
 		return ExitError
@@ -115,4 +131,37 @@ func runLocalPerf(uri string, rcfg reactor.Config, job bench.Job) (res bench.Res
 		}
 	}
 	return bench.RunLocal(ch, job)
+}
+
+func runRemotePerf(addr, subNQN string, nsid uint32, queues int, digests bool, job bench.Job) (bench.Result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := host.Connect(ctx, addr, subNQN, host.Config{
+		IOQueues: queues, QueueDepth: max(job.QueueDepth+1, 2), HeaderDigest: digests, DataDigest: digests,
+		KeepAlive: 10 * time.Second,
+	})
+	if err != nil {
+		return bench.Result{}, err
+	}
+	defer c.Close()
+	id, err := c.Namespace(ctx, nsid)
+	if err != nil {
+		return bench.Result{}, fmt.Errorf("identify namespace %d: %w", nsid, err)
+	}
+	if id.Blocks() == 0 {
+		return bench.Result{}, fmt.Errorf("namespace %d is not active on %s", nsid, subNQN)
+	}
+	ns := bench.Namespace{ID: nsid, BlockSize: id.BlockSize(), Blocks: id.Blocks()}
+	if job.Verify {
+		fill := job
+		fill.Pattern, fill.Duration = bench.Write, 0
+		fill.IOs = job.Span / uint64(job.BlockSize)
+		if job.Span == 0 {
+			fill.IOs = ns.Blocks * uint64(ns.BlockSize) / uint64(job.BlockSize)
+		}
+		if _, err := bench.RunRemote(c.IOQueues()[:1], ns, fill); err != nil {
+			return bench.Result{}, fmt.Errorf("prefill: %w", err)
+		}
+	}
+	return bench.RunRemote(c.IOQueues(), ns, job)
 }
