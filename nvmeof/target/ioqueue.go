@@ -407,7 +407,19 @@ func (q *ioQueue) execute(cmd *command) {
 	if req.Op == bdev.OpRead || req.Op == bdev.OpWrite || req.Op == bdev.OpWriteZeroes {
 		req.LBA, req.Blocks = sqe.SLBA(), sqe.Blocks()
 	}
-	cmd.ns.channels[q.rid].Submit(req)
+	q.submit(cmd)
+}
+
+// submit sends cmd.req to its namespace's channel on this reactor, moving
+// to the namespace's current device if the one looked up was replaced.
+func (q *ioQueue) submit(cmd *command) {
+	if cmd.ns.retired.Load() {
+		if ns := q.ctrl.sub.namespace(cmd.ns.ID); ns != nil {
+			cmd.ns = ns
+		}
+	}
+	cmd.ns.inflight[q.rid]++
+	cmd.ns.channels[q.rid].Submit(&cmd.req)
 }
 
 // nextDeallocate unmaps the next DSM range (16-byte entries: attributes,
@@ -422,7 +434,7 @@ func (q *ioQueue) nextDeallocate(cmd *command) {
 		}
 		cmd.req.Op, cmd.req.Buf = bdev.OpUnmap, nil
 		cmd.req.LBA, cmd.req.Blocks = binary.LittleEndian.Uint64(r[8:]), blocks
-		cmd.ns.channels[q.rid].Submit(&cmd.req)
+		q.submit(cmd)
 		return
 	}
 	q.respond(cmd, nvme.Success)
@@ -431,6 +443,7 @@ func (q *ioQueue) nextDeallocate(cmd *command) {
 // ioDone is every command's bdev callback, on the reactor.
 func (q *ioQueue) ioDone(req *bdev.Request) {
 	cmd := &q.cmds[req.Tag]
+	cmd.ns.inflight[q.rid]--
 	st := statusOf(req)
 	sqe := nvme.Command(cmd.sqe[:])
 	switch {
@@ -445,7 +458,7 @@ func (q *ioQueue) ioDone(req *bdev.Request) {
 	case sqe.Opcode() == nvme.IOFlush && sqe.NSID() == 0xffffffff:
 		if next := q.nextNamespace(cmd.ns.ID); next != nil {
 			cmd.ns = next
-			next.channels[q.rid].Submit(req)
+			q.submit(cmd)
 			return
 		}
 	}

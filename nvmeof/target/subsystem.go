@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/strata-storage/strata/bdev"
 	"github.com/strata-storage/strata/nvmeof/nqn"
@@ -141,6 +142,11 @@ type Subsystem struct {
 type nsState struct {
 	Namespace
 	channels []*bdev.Channel // by reactor ID
+	// retired is set when the namespace's device was replaced: reactors
+	// look the namespace up again instead of using these channels.
+	retired atomic.Bool
+	// inflight counts requests on channels[r], written only by reactor r.
+	inflight []int
 }
 
 func newSubsystem(cfg SubsystemConfig) *Subsystem {
@@ -268,4 +274,32 @@ func (s *Subsystem) waitControllers(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// replaceNamespace swaps the namespace with ns.ID for ns; it returns the
+// old one, or nil if there was none.
+func (s *Subsystem) replaceNamespace(ns *nsState) *nsState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, found := slices.BinarySearchFunc(s.namespaces, ns.ID, func(n *nsState, id uint32) int { return int64cmp(n.ID, id) })
+	if !found {
+		return nil
+	}
+	old := s.namespaces[i]
+	s.namespaces[i] = ns
+	return old
+}
+
+// connections counts the subsystem's open queues (admin and I/O).
+func (s *Subsystem) connections() int {
+	n := 0
+	for _, c := range s.controllersSnapshot() {
+		c.mu.Lock()
+		n += len(c.ioqs)
+		if c.admin != nil {
+			n++
+		}
+		c.mu.Unlock()
+	}
+	return n
 }

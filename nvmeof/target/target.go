@@ -141,7 +141,7 @@ func (t *Target) openNamespace(ns Namespace) (*nsState, error) {
 	if err := validNamespace(ns); err != nil {
 		return nil, err
 	}
-	st := &nsState{Namespace: ns, channels: make([]*bdev.Channel, t.g.Len())}
+	st := &nsState{Namespace: ns, channels: make([]*bdev.Channel, t.g.Len()), inflight: make([]int, t.g.Len())}
 	for i, r := range t.g.Reactors() {
 		ch, err := bdev.Open(ns.Device, r)
 		if err != nil {
@@ -206,6 +206,71 @@ func (t *Target) AddNamespace(subNQN string, ns Namespace) error {
 	}
 	s.namespaceChanged(ns.ID)
 	return nil
+}
+
+// ReplaceNamespace puts a new device behind namespace ns.ID (a volume
+// grown in place keeps its identifiers): new commands go to it at once,
+// commands in flight finish on the old device, whose channels are closed
+// before this returns. Hosts are told the namespace changed.
+func (t *Target) ReplaceNamespace(ctx context.Context, subNQN string, ns Namespace) error {
+	s, err := t.subsystem(subNQN)
+	if err != nil {
+		return err
+	}
+	st, err := t.openNamespace(ns)
+	if err != nil {
+		return err
+	}
+	old := s.replaceNamespace(st)
+	if old == nil {
+		closeNamespaces(t.g, []*nsState{st})
+		return fmt.Errorf("%w: %d", ErrNoNamespace, ns.ID)
+	}
+	old.retired.Store(true)
+	// Wait until no reactor has a request on the old channels. Commands
+	// that reach a reactor from now on see retired and look up the new one.
+	for i, r := range t.g.Reactors() {
+		for {
+			busy := false
+			if err := r.Call(func(*reactor.Reactor) error { busy = old.inflight[i] > 0; return nil }); err != nil {
+				return err
+			}
+			if !busy {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("target: replacing namespace %d: %w", ns.ID, ctx.Err())
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}
+	closeNamespaces(t.g, []*nsState{old})
+	s.namespaceChanged(ns.ID)
+	return nil
+}
+
+// Connections returns the number of open queues of subsystem subNQN.
+func (t *Target) Connections(subNQN string) int {
+	s, err := t.subsystem(subNQN)
+	if err != nil {
+		return 0
+	}
+	return s.connections()
+}
+
+// CloseListener stops listening on addr (as Listen returned it); existing
+// connections carry on.
+func (t *Target) CloseListener(addr string) error {
+	t.mu.Lock()
+	l := t.listeners[addr]
+	delete(t.listeners, addr)
+	t.genCtr++
+	t.mu.Unlock()
+	if l == nil {
+		return fmt.Errorf("target: not listening on %s", addr)
+	}
+	return l.ln.Close()
 }
 
 // NamespaceResized tells a subsystem's hosts that a namespace's size
