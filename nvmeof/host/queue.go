@@ -75,7 +75,6 @@ type Queue struct {
 
 	// Guarded by wmu: the send buffers, reused for every command.
 	wmu     sync.Mutex
-	wbuf    []byte
 	segs    net.Buffers
 	sending net.Buffers // consumed by WriteTo
 	hdr     [pdu.MaxHeaderSize + 64]byte

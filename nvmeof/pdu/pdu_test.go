@@ -114,7 +114,7 @@ func TestReaderRoundTrip(t *testing.T) {
 		got := make([]byte, 4096)
 		require.NoError(t, r.ReadData(got))
 		require.Equal(t, data, got)
-		h, err = r.ReadHeader()
+		_, err = r.ReadHeader()
 		require.NoError(t, err)
 		require.Zero(t, r.DataLen())
 		_, err = r.ReadHeader()

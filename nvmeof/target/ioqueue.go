@@ -115,7 +115,6 @@ type ioQueue struct {
 	closed    chan struct{}
 	term      command // carries a C2HTermReq
 	termLen   int
-	shutdownT reactor.TaskFunc
 }
 
 func newIOQueue(c *conn, ctrl *Controller) (*ioQueue, error) {
