@@ -1,0 +1,175 @@
+// Package part is a device that is a window of another: blocks
+// [Offset, Offset+Blocks) of a base device, seen as blocks [0, Blocks). The
+// engine carves volumes out of pools with it.
+//
+// Forwarding: a channel of a part device opens a channel of the base device
+// on the same reactor and hands each request to it through a wrapper
+// request taken from a table allocated when the channel opens. The caller's
+// request itself cannot be passed down with its LBA shifted and restored
+// later: bdev.Channel.Submit binds the request to the channel it is
+// submitted to (for statistics and for completing it), and that binding is
+// not ours to restore. With the table nothing on the I/O path allocates.
+// When every wrapper is in flight, further requests wait in a FIFO linked
+// through Request.Next and start as wrappers come back.
+//
+// Only requests that passed the part channel's validation (which checks the
+// span against the window's size) reach the base, so I/O outside the window
+// never touches the base device's other blocks.
+//
+// Ownership: the part device does not own its base. Close releases the part
+// only; the base is closed by whoever opened it, after every part over it.
+package part
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/strata-storage/strata/bdev"
+	"github.com/strata-storage/strata/reactor"
+)
+
+// Product is the Info.Product of part devices.
+const Product = "part"
+
+// MaxInflight is how many requests one channel forwards to the base at once;
+// more wait in the channel's queue. It matches the reactor's default ring
+// size, the bound the file backend works under anyway.
+const MaxInflight = reactor.DefaultRingEntries
+
+// ErrWindow reports a window that does not fit its base device.
+var ErrWindow = errors.New("part: window outside the base device")
+
+// Device is a window of a base device.
+type Device struct {
+	bdev.Base
+	base         bdev.Device
+	offsetBlocks uint64
+}
+
+// New returns a device named name over blocks [offsetBlocks,
+// offsetBlocks+blocks) of base. Its block size, buffer alignment and cache
+// are the base's; uuid identifies it (a zero uuid draws a random one).
+func New(name string, base bdev.Device, offsetBlocks, blocks uint64, uuid bdev.UUID) (*Device, error) {
+	if err := bdev.ValidName(name); err != nil {
+		return nil, err
+	}
+	in := base.Info()
+	if blocks == 0 || offsetBlocks >= in.Blocks || blocks > in.Blocks-offsetBlocks {
+		return nil, fmt.Errorf("%w: blocks [%d, %d+%d) of %s, which has %d", ErrWindow, offsetBlocks, offsetBlocks, blocks, in.Name, in.Blocks)
+	}
+	if uuid == (bdev.UUID{}) {
+		uuid = bdev.NewUUID()
+	}
+	return &Device{
+		Base: bdev.NewBase(bdev.Info{
+			Name: name, Product: Product, UUID: uuid,
+			BlockSize: in.BlockSize, Blocks: blocks,
+			BufAlign: in.BufAlign, VolatileCache: in.VolatileCache,
+		}),
+		base:         base,
+		offsetBlocks: offsetBlocks,
+	}, nil
+}
+
+// BaseDevice returns the device the window is cut from.
+func (d *Device) BaseDevice() bdev.Device { return d.base }
+
+// OffsetBlocks returns where the window starts on the base device.
+func (d *Device) OffsetBlocks() uint64 { return d.offsetBlocks }
+
+// OpenBackend opens a channel of the base device on r and the table of
+// wrapper requests. Called on r.
+func (d *Device) OpenBackend(r *reactor.Reactor) (bdev.Backend, error) {
+	ch, err := bdev.OpenOnReactor(d.base, r)
+	if err != nil {
+		return nil, err
+	}
+	b := &backend{ch: ch, offsetBlocks: d.offsetBlocks, slots: make([]slot, MaxInflight), free: make([]*slot, 0, MaxInflight)}
+	for i := range b.slots {
+		s := &b.slots[i]
+		s.b = b
+		s.inner.Callback = s.done // a method value made once, here
+		b.free = append(b.free, s)
+	}
+	return b, nil
+}
+
+// Close releases the device; its channels must be closed first. The base
+// device stays open.
+func (d *Device) Close() error {
+	if n := d.OpenChannels(); n > 0 {
+		return fmt.Errorf("part %s: %d channels still open", d.Info().Name, n)
+	}
+	return nil
+}
+
+// backend is one reactor's channel to the window. Reactor-owned.
+type backend struct {
+	ch           *bdev.Channel // the base device's channel on this reactor
+	offsetBlocks uint64
+	slots        []slot
+	free         []*slot
+	// waitHead and waitTail queue requests that found no free slot, FIFO.
+	waitHead, waitTail *bdev.Request
+}
+
+// slot is a wrapper request forwarding one caller request to the base.
+type slot struct {
+	b     *backend
+	inner bdev.Request
+	outer *bdev.Request
+}
+
+func (b *backend) Submit(req *bdev.Request) {
+	if b.waitHead != nil || len(b.free) == 0 {
+		req.Next = nil
+		if b.waitTail == nil {
+			b.waitHead = req
+		} else {
+			b.waitTail.Next = req
+		}
+		b.waitTail = req
+		return
+	}
+	b.forward(req)
+}
+
+// forward sends req to the base through a free slot; one must be free.
+func (b *backend) forward(req *bdev.Request) {
+	n := len(b.free)
+	s := b.free[n-1]
+	b.free = b.free[:n-1]
+	s.outer = req
+	in := &s.inner
+	in.Op, in.Blocks, in.Buf, in.FUA = req.Op, req.Blocks, req.Buf, req.FUA
+	in.LBA = req.LBA + b.offsetBlocks
+	if req.Op == bdev.OpFlush {
+		in.LBA = req.LBA // flush has no span; pass it through untouched
+	}
+	b.ch.Submit(in)
+}
+
+// done completes the caller's request with the base's outcome. It runs on
+// the reactor from the base's completion path, never inside Submit.
+func (s *slot) done(in *bdev.Request) {
+	b, outer := s.b, s.outer
+	s.outer = nil
+	in.Buf = nil // the caller's buffer is theirs again
+	b.free = append(b.free, s)
+	outer.Errno = in.Errno
+	outer.Complete(in.Status)
+	// Start queued requests; done may itself have been reentered through
+	// the outer callback, which may have queued more.
+	for b.waitHead != nil && len(b.free) > 0 {
+		req := b.waitHead
+		b.waitHead = req.Next
+		if b.waitHead == nil {
+			b.waitTail = nil
+		}
+		req.Next = nil
+		b.forward(req)
+	}
+}
+
+// Close closes the base channel; no request is in flight.
+func (b *backend) Close() error { return b.ch.Close() }

@@ -1,0 +1,214 @@
+package part
+
+import (
+	"bytes"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/strata-storage/strata/bdev"
+	"github.com/strata-storage/strata/bdev/bdevtest"
+	"github.com/strata-storage/strata/bdev/file"
+	"github.com/strata-storage/strata/bdev/malloc"
+	"github.com/strata-storage/strata/reactor"
+)
+
+// window returns a part device over the middle of base, closed (before
+// base) at the end of the test.
+func window(t *testing.T, base bdev.Device, offsetBlocks, blocks uint64) *Device {
+	t.Helper()
+	d, err := New("vol0", base, offsetBlocks, blocks, bdev.UUID{})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, d.Close()) })
+	return d
+}
+
+func mallocBase(t *testing.T, size uint64, bs uint32) bdev.Device {
+	t.Helper()
+	base, err := malloc.New("pool0", size, bs)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, base.Close()) })
+	return base
+}
+
+func fileBase(t *testing.T, size uint64) bdev.Device {
+	t.Helper()
+	base, err := file.Open("pool0", file.Options{Path: filepath.Join(t.TempDir(), "pool.img"), Size: size})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, base.Close()) })
+	return base
+}
+
+func TestConformanceOnMalloc(t *testing.T) {
+	bdevtest.Run(t, func(t *testing.T) bdev.Device {
+		base := mallocBase(t, 48<<20, 4096)
+		return window(t, base, 1000, (16<<20)/4096+3) // an odd start and size
+	}, true)
+}
+
+func TestConformanceOnMalloc512(t *testing.T) {
+	bdevtest.Run(t, func(t *testing.T) bdev.Device {
+		base := mallocBase(t, 40<<20, 512)
+		return window(t, base, 4097, (16<<20)/512)
+	}, true)
+}
+
+func TestConformanceOnFile(t *testing.T) {
+	bdevtest.Run(t, func(t *testing.T) bdev.Device {
+		base := fileBase(t, 64<<20)
+		return window(t, base, 2048, (20<<20)/4096)
+	}, true)
+}
+
+func TestInfo(t *testing.T) {
+	base := fileBase(t, 16<<20)
+	id := bdev.NewUUID()
+	d, err := New("v", base, 10, 20, id)
+	require.NoError(t, err)
+	in := d.Info()
+	require.Equal(t, bdev.Info{
+		Name: "v", Product: Product, UUID: id, BlockSize: 4096, Blocks: 20,
+		BufAlign: 4096, VolatileCache: true,
+	}, in)
+	require.Equal(t, uint64(10), d.OffsetBlocks())
+	require.Equal(t, base, d.BaseDevice())
+	require.NoError(t, d.Close())
+}
+
+func TestNewRejectsBadWindows(t *testing.T) {
+	base := mallocBase(t, 1<<20, 4096) // 256 blocks
+	for _, tc := range []struct{ off, blocks uint64 }{
+		{0, 0}, {256, 1}, {255, 2}, {0, 257}, {1 << 63, 1 << 63}, {^uint64(0), 1},
+	} {
+		_, err := New("v", base, tc.off, tc.blocks, bdev.UUID{})
+		require.ErrorIs(t, err, ErrWindow, "off=%d blocks=%d", tc.off, tc.blocks)
+	}
+	_, err := New("bad name", base, 0, 1, bdev.UUID{})
+	require.ErrorContains(t, err, "invalid name")
+	d, err := New("whole", base, 0, 256, bdev.UUID{})
+	require.NoError(t, err)
+	require.NotEqual(t, bdev.UUID{}, d.Info().UUID, "a zero UUID draws a random one")
+}
+
+// Data on the base just before and after the window survives everything
+// done through the window, rejected requests included: only in-window I/O
+// reaches the base, at the right place.
+func TestIOOutsideWindowNeverReachesBase(t *testing.T) {
+	for name, base := range map[string]func(t *testing.T) bdev.Device{
+		"malloc": func(t *testing.T) bdev.Device { return mallocBase(t, 8<<20, 4096) },
+		"file":   func(t *testing.T) bdev.Device { return fileBase(t, 8<<20) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			b := base(t)
+			const off, blocks, guard = 512, 256, 64
+			bs := int(b.Info().BlockSize)
+			g := bdevtest.Reactors(t)
+			onBase := bdevtest.Open(t, b, g.Get(0))
+			before, after := bdevtest.Buffers(t, guard*bs), bdevtest.Buffers(t, guard*bs)
+			bdevtest.Fill(before, 1)
+			bdevtest.Fill(after, 2)
+			require.Equal(t, bdev.StatusOK, onBase.Do(t, bdev.OpWrite, off-guard, guard, before))
+			require.Equal(t, bdev.StatusOK, onBase.Do(t, bdev.OpWrite, off+blocks, guard, after))
+
+			d := window(t, b, off, blocks)
+			c := bdevtest.Open(t, d, g.Get(g.Len()-1))
+			buf := bdevtest.Buffers(t, (blocks+1)*bs)
+			bdevtest.Fill(buf, 3)
+			// The whole window, then everything that spills over its end.
+			require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpWrite, 0, blocks, buf[:blocks*bs]))
+			require.Equal(t, bdev.StatusInvalidRange, c.Do(t, bdev.OpWrite, 0, blocks+1, buf))
+			require.Equal(t, bdev.StatusInvalidRange, c.Do(t, bdev.OpWrite, blocks, 1, buf[:bs]))
+			require.Equal(t, bdev.StatusInvalidRange, c.Do(t, bdev.OpWrite, blocks-1, 2, buf[:2*bs]))
+			for _, op := range []bdev.Op{bdev.OpWriteZeroes, bdev.OpUnmap} {
+				require.Equal(t, bdev.StatusInvalidRange, c.Do(t, op, 0, blocks+1, nil), "%v", op)
+				require.Equal(t, bdev.StatusInvalidRange, c.Do(t, op, blocks, guard, nil), "%v", op)
+			}
+			require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpFlush, 0, 0, nil))
+
+			// What the window wrote is at [off, off+blocks) on the base.
+			got := bdevtest.Buffers(t, blocks*bs)
+			require.Equal(t, bdev.StatusOK, onBase.Do(t, bdev.OpRead, off, blocks, got))
+			require.True(t, bytes.Equal(buf[:blocks*bs], got), "window data at its offset on the base")
+			// Zeroing the whole window leaves the guards.
+			require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpWriteZeroes, 0, blocks, nil))
+			require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpUnmap, 0, blocks, nil))
+			check := bdevtest.Buffers(t, guard*bs)
+			require.Equal(t, bdev.StatusOK, onBase.Do(t, bdev.OpRead, off-guard, guard, check))
+			require.True(t, bytes.Equal(before, check), "blocks before the window changed")
+			require.Equal(t, bdev.StatusOK, onBase.Do(t, bdev.OpRead, off+blocks, guard, check))
+			require.True(t, bytes.Equal(after, check), "blocks after the window changed")
+			require.Equal(t, bdev.StatusOK, onBase.Do(t, bdev.OpRead, off, blocks, got))
+			require.True(t, bytes.Equal(make([]byte, blocks*bs), got), "the window reads back zeroes")
+		})
+	}
+}
+
+// More requests than wrapper slots at once: the surplus waits and every
+// request completes with the right data.
+func TestQueueBeyondMaxInflight(t *testing.T) {
+	b := mallocBase(t, 16<<20, 512)
+	d := window(t, b, 7, 4*MaxInflight)
+	c := bdevtest.Open(t, d, bdevtest.Reactors(t).Get(0))
+	const n = 3 * MaxInflight
+	buf := bdevtest.Buffers(t, n*512)
+	bdevtest.Fill(buf, 9)
+	var ps []bdevtest.Pending
+	for i := range n {
+		ps = append(ps, c.Start(bdev.OpWrite, uint64(i), 1, buf[i*512:(i+1)*512]))
+	}
+	for _, p := range ps {
+		require.Equal(t, bdev.StatusOK, p.Wait(t))
+	}
+	got := bdevtest.Buffers(t, n*512)
+	require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpRead, 0, n, got))
+	require.True(t, bytes.Equal(buf, got))
+	s := d.Stats()
+	require.Equal(t, uint64(n), s.WriteOps)
+	require.Equal(t, uint64(n), b.Stats().WriteOps, "the base saw each write once")
+}
+
+func TestCloseWithOpenChannel(t *testing.T) {
+	b := mallocBase(t, 1<<20, 4096)
+	d, err := New("v", b, 0, 16, bdev.UUID{})
+	require.NoError(t, err)
+	r := bdevtest.Reactors(t).Get(0)
+	ch, err := bdev.Open(d, r)
+	require.NoError(t, err)
+	require.ErrorContains(t, d.Close(), "1 channels still open")
+	require.NoError(t, r.Call(func(*reactor.Reactor) error { return ch.Close() }))
+	require.NoError(t, d.Close())
+	require.Zero(t, b.(*malloc.Device).OpenChannels(), "closing the part channel closed its base channel")
+}
+
+// submitter is a preallocated task that submits its request and signals a
+// preallocated channel: any allocation counted is the part device's.
+type submitter struct {
+	ch   *bdev.Channel
+	req  bdev.Request
+	done chan bdev.Status
+}
+
+func (s *submitter) Run(*reactor.Reactor)     { s.ch.Submit(&s.req) }
+func (s *submitter) callback(r *bdev.Request) { s.done <- r.Status }
+
+func TestIOPathAllocatesNothing(t *testing.T) {
+	b := fileBase(t, 16<<20)
+	d := window(t, b, 256, 1024)
+	c := bdevtest.Open(t, d, bdevtest.Reactors(t).Get(0))
+	s := &submitter{ch: c.Ch, done: make(chan bdev.Status, 1)}
+	s.req = bdev.Request{Blocks: 1, Buf: bdevtest.Buffers(t, 4096), Callback: s.callback}
+	for _, op := range []bdev.Op{bdev.OpWrite, bdev.OpRead, bdev.OpFlush, bdev.OpUnmap} {
+		s.req.Op = op
+		n := 0
+		allocs := testing.AllocsPerRun(300, func() {
+			s.req.LBA = uint64(n % 1024)
+			n++
+			c.Ch.Reactor().Send(s)
+			if st := <-s.done; st != bdev.StatusOK {
+				panic(st.String())
+			}
+		})
+		require.Zero(t, allocs, "%v", op)
+	}
+}
