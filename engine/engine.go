@@ -1,0 +1,309 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-storage/strata/bdev"
+	"github.com/strata-storage/strata/bdev/file"
+	"github.com/strata-storage/strata/bdev/malloc"
+	"github.com/strata-storage/strata/bdev/null"
+	"github.com/strata-storage/strata/bdev/part"
+	"github.com/strata-storage/strata/reactor"
+)
+
+// DefaultSampleInterval is how often the engine samples I/O statistics for
+// the rates in Status.
+const DefaultSampleInterval = time.Second
+
+// closeTimeout bounds each exporter call made while shutting down.
+const closeTimeout = 10 * time.Second
+
+// DefaultDevices are the device kinds a pool can be made of.
+func DefaultDevices() map[string]bdev.Factory {
+	return map[string]bdev.Factory{
+		null.Scheme:   null.FromURI,
+		malloc.Scheme: malloc.FromURI,
+		file.Scheme:   file.FromURI,
+	}
+}
+
+// Config configures Open.
+type Config struct {
+	// DataDir holds the state file and the lock; created if missing.
+	DataDir string
+	// Reactors run the engine's own I/O (zeroing new volume space); the
+	// engine uses the first. Required.
+	Reactors *reactor.Group
+	// Devices are the URI schemes pools may use; DefaultDevices when nil.
+	Devices map[string]bdev.Factory
+	// Exporter publishes shares; nil means no NVMe-oF target: creating a
+	// share fails with ErrTargetUnavailable.
+	Exporter Exporter
+	// SampleInterval is the period of the statistics sampler;
+	// DefaultSampleInterval when zero, no sampler when negative (call
+	// SampleStats yourself).
+	SampleInterval time.Duration
+	Logger         *slog.Logger
+}
+
+// Engine holds pools, volumes, shares and hosts. Its methods are safe for
+// concurrent use; mutations are serialized and each is on disk before it
+// returns.
+type Engine struct {
+	cfg  Config
+	log  *slog.Logger
+	path string   // the state file
+	lock *os.File // flock'ed for the engine's life
+	reg  *bdev.Registry
+	r    *reactor.Reactor // for the engine's own I/O
+
+	stopSampler  chan struct{}
+	samplerDone  chan struct{}
+	closeSampler sync.Once
+
+	mu      sync.Mutex // guards everything below
+	closed  bool
+	st      *state
+	pools   map[string]*livePool
+	volumes map[string]*liveVolume
+	shares  map[string]*liveShare
+	reactorSamples
+}
+
+// livePool is a pool's runtime half: its device, or why it has none.
+type livePool struct {
+	dev bdev.Device // nil when faulted
+	err error
+}
+
+// liveVolume is a volume's runtime half.
+type liveVolume struct {
+	dev     *part.Device // nil when its pool is faulted
+	err     error
+	retired bdev.Stats // statistics of devices replaced by resizes
+	samples [2]ioSample
+}
+
+// liveShare is a share's runtime half: whether the exporter has it.
+type liveShare struct {
+	exported bool
+	err      error
+}
+
+// Open opens the data directory, loads the state and brings up every
+// pool, volume and share in it. A pool whose device fails to open is kept,
+// faulted, with its volumes and shares. A corrupt or newer state file is an
+// error: the engine never resets state by itself.
+func Open(cfg Config) (*Engine, error) {
+	if cfg.Reactors == nil || cfg.Reactors.Len() == 0 {
+		return nil, errors.New("engine: no reactors")
+	}
+	if cfg.Devices == nil {
+		cfg.Devices = DefaultDevices()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.SampleInterval == 0 {
+		cfg.SampleInterval = DefaultSampleInterval
+	}
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil || cfg.DataDir == "" {
+		return nil, fmt.Errorf("engine: data directory %q: %v", cfg.DataDir, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("engine: data directory: %w", err)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		cfg: cfg, log: cfg.Logger, path: filepath.Join(dir, StateFile), lock: lock,
+		reg: bdev.NewRegistry(cfg.Devices), r: cfg.Reactors.Get(0),
+		pools: map[string]*livePool{}, volumes: map[string]*liveVolume{}, shares: map[string]*liveShare{},
+	}
+	if e.st, err = loadState(e.path); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	e.log.Info("state loaded", "file", e.path, "pools", len(e.st.pools), "volumes", len(e.st.volumes), "shares", len(e.st.shares))
+	e.start()
+	if cfg.SampleInterval > 0 {
+		e.stopSampler, e.samplerDone = make(chan struct{}), make(chan struct{})
+		go e.sampler(cfg.SampleInterval)
+	}
+	return e, nil
+}
+
+// lockDir takes an exclusive lock on the data directory so that two
+// daemons never share one state file. The kernel drops it when the
+// process dies, however it dies.
+func lockDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, "lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("engine: lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("engine: data directory %s is in use by another strata (%s is locked)", dir, path)
+		}
+		return nil, fmt.Errorf("engine: lock %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// start brings up the loaded state: pools, then volumes, then shares.
+func (e *Engine) start() {
+	for _, name := range slices.Sorted(maps.Keys(e.st.pools)) {
+		e.pools[name] = e.openPool(e.st.pools[name])
+	}
+	for _, name := range slices.Sorted(maps.Keys(e.st.volumes)) {
+		v := e.st.volumes[name]
+		lv := &liveVolume{}
+		if p := e.pools[v.Pool]; p.dev == nil {
+			lv.err = fmt.Errorf("pool %s is faulted", v.Pool)
+		} else if lv.dev, lv.err = part.New(name, p.dev, v.Extent.Start, v.Extent.Blocks, bdev.UUID(v.UUID)); lv.err != nil {
+			e.log.Error("volume faulted", "volume", name, "err", lv.err)
+		}
+		e.volumes[name] = lv
+	}
+	for _, name := range slices.Sorted(maps.Keys(e.st.shares)) {
+		ls := &liveShare{}
+		e.shares[name] = ls
+		sh := e.st.shares[name]
+		if e.cfg.Exporter == nil {
+			ls.err = errorf(ErrTargetUnavailable, "NVMe-oF target not available: this daemon runs no target")
+			e.log.Warn("share not exported: no NVMe-oF target in this daemon", "share", name, "nqn", sh.NQN)
+			continue
+		}
+		if lv := e.volumes[name]; lv.dev == nil {
+			ls.err = fmt.Errorf("volume %s is faulted: %v", name, lv.err)
+			e.log.Error("share not exported", "share", name, "nqn", sh.NQN, "err", ls.err)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		ls.err = e.cfg.Exporter.AddSubsystem(ctx, e.subsystemSpec(sh))
+		cancel()
+		if ls.exported = ls.err == nil; ls.exported {
+			e.log.Info("share exported", "share", name, "nqn", sh.NQN, "listeners", sh.Listeners)
+		} else {
+			e.log.Error("share not exported", "share", name, "nqn", sh.NQN, "err", ls.err)
+		}
+	}
+}
+
+// openPool opens a pool's device and checks it still holds the pool.
+func (e *Engine) openPool(p poolRecord) *livePool {
+	dev, err := e.reg.Create(p.Name, p.URI)
+	if err == nil {
+		in := dev.Info()
+		if in.BlockSize != p.BlockSize || in.Blocks < p.Blocks {
+			err = fmt.Errorf("device has %d blocks of %d bytes; the pool needs %d blocks of %d bytes", in.Blocks, in.BlockSize, p.Blocks, p.BlockSize)
+			if derr := e.reg.Delete(p.Name); derr != nil {
+				err = errors.Join(err, derr)
+			}
+			dev = nil
+		}
+	}
+	if err != nil {
+		e.log.Error("pool faulted", "pool", p.Name, "uri", p.URI, "err", err)
+		return &livePool{err: err}
+	}
+	e.log.Info("pool online", "pool", p.Name, "uri", p.URI, "capacity_bytes", p.Blocks*uint64(p.BlockSize))
+	return &livePool{dev: dev}
+}
+
+// commit makes next the current state once it is on disk.
+func (e *Engine) commit(next *state) error {
+	if err := saveState(e.path, next); err != nil {
+		return err
+	}
+	e.st = next
+	return nil
+}
+
+// begin locks the engine for a mutation; it fails once the engine closes.
+func (e *Engine) begin() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// Close stops exporting shares, closes volumes and pools (flushing their
+// devices), writes the state a last time and releases the data directory.
+// Devices handed out by VolumeDevice must have no channel open.
+func (e *Engine) Close() error {
+	e.closeSampler.Do(func() {
+		if e.stopSampler != nil {
+			close(e.stopSampler)
+			<-e.samplerDone
+		}
+	})
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(e.shares)) {
+		if !e.shares[name].exported {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		err := e.cfg.Exporter.RemoveSubsystem(ctx, e.st.shares[name].NQN)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("share %s: %w", name, err))
+		}
+		e.shares[name].exported = false
+	}
+	for _, name := range slices.Sorted(maps.Keys(e.volumes)) {
+		if dev := e.volumes[name].dev; dev != nil {
+			if err := dev.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("volume %s: %w", name, err))
+			}
+		}
+	}
+	for _, name := range e.reg.Names() {
+		if err := e.reg.Delete(name); err != nil {
+			errs = append(errs, fmt.Errorf("pool %s: %w", name, err))
+		}
+	}
+	if err := saveState(e.path, e.st); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, e.lock.Close())
+	e.log.Info("engine closed", "pools", len(e.st.pools), "volumes", len(e.st.volumes), "shares", len(e.st.shares))
+	return errors.Join(errs...)
+}
+
+// StatePath returns the state file's path.
+func (e *Engine) StatePath() string { return e.path }
+
+// Empty reports whether the engine holds no object at all.
+func (e *Engine) Empty() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.st.empty()
+}
+
+// ExporterAvailable reports whether shares can be exported.
+func (e *Engine) ExporterAvailable() bool { return e.cfg.Exporter != nil }

@@ -1,0 +1,74 @@
+package engine
+
+import (
+	"context"
+	"net/netip"
+
+	"github.com/strata-storage/strata/bdev"
+)
+
+// Exporter publishes volumes to hosts as NVMe-oF subsystems. The NVMe/TCP
+// target implements it; the engine calls it from its control path (never
+// concurrently: the engine serializes its mutations) and owns the devices
+// it hands over: they stay open from AddSubsystem until RemoveSubsystem (or
+// ResizeNamespace, for the device it replaces) has returned.
+//
+// Errors: an exporter may wrap ErrInvalid (a spec it cannot take) or
+// ErrConflict (say, a listener address in use by another program) so the
+// API reports them as such; anything else is reported as ErrExport.
+type Exporter interface {
+	// AddSubsystem starts exporting spec: it opens its own channels to the
+	// namespaces' devices, listens on spec.Listeners (a listener may serve
+	// several subsystems) and admits spec.Hosts, or every host when
+	// spec.AllowAnyHost. It fails if a subsystem with spec.NQN exists.
+	AddSubsystem(ctx context.Context, spec SubsystemSpec) error
+	// RemoveSubsystem stops exporting the subsystem nqn: it disconnects its
+	// hosts, closes its channels to the namespaces' devices before it
+	// returns (the engine may close the devices next) and stops the
+	// listeners no other subsystem uses.
+	RemoveSubsystem(ctx context.Context, nqn string) error
+	// ResizeNamespace replaces the device behind namespace nsid of
+	// subsystem nqn with dev: a larger window on the same blocks (a volume
+	// grown in place), with the same identifiers. The exporter switches new
+	// I/O to dev, tells connected hosts (Namespace Attribute Changed), and
+	// closes its channels to the old device before it returns.
+	ResizeNamespace(ctx context.Context, nqn string, nsid uint32, dev bdev.Device) error
+	// Connections returns how many host connections (admin and I/O queue
+	// pairs) subsystem nqn has now; 0 for an unknown NQN. Safe to call at
+	// any time from any goroutine: status and metrics read it.
+	Connections(nqn string) int
+}
+
+// SubsystemSpec describes one exported NVM subsystem.
+type SubsystemSpec struct {
+	NQN string
+	// Serial is the controller serial number (Identify Controller SN): 1-20
+	// printable ASCII characters, the same across restarts.
+	Serial string
+	// Model is the model number (Identify Controller MN), up to 40
+	// printable ASCII characters.
+	Model      string
+	Namespaces []NamespaceSpec
+	// Listeners are the TCP addresses to accept connections on.
+	Listeners []netip.AddrPort
+	// AllowAnyHost admits every host NQN; otherwise only Hosts may connect.
+	AllowAnyHost bool
+	Hosts        []string
+}
+
+// NamespaceSpec maps a namespace ID to a device. UUID and NGUID stay the
+// same across restarts: hosts (and multipath) recognize a namespace by
+// them.
+type NamespaceSpec struct {
+	NSID   uint32
+	Device bdev.Device
+	UUID   bdev.UUID
+	NGUID  [16]byte
+}
+
+// Model is the SubsystemSpec.Model of Strata's subsystems.
+const Model = "Strata"
+
+// VolumeNSID is the namespace ID of the volume in its share's subsystem:
+// a share exports one volume.
+const VolumeNSID = 1

@@ -1,0 +1,399 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"net/url"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/strata-storage/strata/bdev"
+	"github.com/strata-storage/strata/engine/extent"
+	"github.com/strata-storage/strata/internal/atomicfile"
+	"github.com/strata-storage/strata/nvmeof/nqn"
+)
+
+// StateVersion is the version of the state file this code writes and reads.
+const StateVersion = 1
+
+// StateFile is the state file's name in the data directory.
+const StateFile = "state.json"
+
+// maxStateBytes bounds the state file read at start: far above any real
+// configuration, low enough that a wrong file cannot exhaust memory.
+const maxStateBytes = 64 << 20
+
+// stateFile is the JSON layout of state.json:
+//
+//	{"version": 1,
+//	 "pools":   [{"name", "uri", "uuid", "block_size", "blocks", "free_extents": [{"start_block", "blocks"}]}],
+//	 "volumes": [{"name", "pool", "uuid", "nguid", "serial", "extent": {"start_block", "blocks"}}],
+//	 "shares":  [{"volume", "nqn", "listeners": ["ip:port"], "hosts": [nqn], "allow_any_host"}],
+//	 "hosts":   [{"name", "nqn"}]}
+//
+// Every list is sorted by name. A pool's free extents and its volumes'
+// extents tile the pool exactly; Load checks that and every other
+// invariant, so a state that loads is one the engine can act on.
+type stateFile struct {
+	Version int            `json:"version"`
+	Pools   []poolRecord   `json:"pools"`
+	Volumes []volumeRecord `json:"volumes"`
+	Shares  []shareRecord  `json:"shares"`
+	Hosts   []hostRecord   `json:"hosts"`
+}
+
+type poolRecord struct {
+	Name      string      `json:"name"`
+	URI       string      `json:"uri"`
+	UUID      textUUID    `json:"uuid"`
+	BlockSize uint32      `json:"block_size"`
+	Blocks    uint64      `json:"blocks"`
+	Free      extent.List `json:"free_extents"`
+}
+
+type volumeRecord struct {
+	Name   string        `json:"name"`
+	Pool   string        `json:"pool"`
+	UUID   textUUID      `json:"uuid"`
+	NGUID  hexID         `json:"nguid"`
+	Serial string        `json:"serial"`
+	Extent extent.Extent `json:"extent"`
+}
+
+type shareRecord struct {
+	Volume       string   `json:"volume"`
+	NQN          string   `json:"nqn"`
+	Listeners    []string `json:"listeners"`
+	Hosts        []string `json:"hosts"`
+	AllowAnyHost bool     `json:"allow_any_host"`
+}
+
+type hostRecord struct {
+	Name string `json:"name"`
+	NQN  string `json:"nqn"`
+}
+
+// textUUID is a UUID written as 8-4-4-4-12 hex digits.
+type textUUID bdev.UUID
+
+func (u textUUID) MarshalText() ([]byte, error) { return []byte(bdev.UUID(u).String()), nil }
+
+func (u *textUUID) UnmarshalText(b []byte) error {
+	s := strings.ReplaceAll(string(b), "-", "")
+	if len(b) != 36 || len(s) != 32 {
+		return fmt.Errorf("uuid %q: want 8-4-4-4-12 hex digits", b)
+	}
+	_, err := hex.Decode(u[:], []byte(s))
+	return err
+}
+
+// hexID is a 16-byte identifier (an NGUID) written as 32 hex digits.
+type hexID [16]byte
+
+func (h hexID) MarshalText() ([]byte, error) { return []byte(hex.EncodeToString(h[:])), nil }
+
+func (h *hexID) UnmarshalText(b []byte) error {
+	if len(b) != 32 {
+		return fmt.Errorf("id %q: want 32 hex digits", b)
+	}
+	_, err := hex.Decode(h[:], b)
+	return err
+}
+
+// state is the engine's configuration in memory: the contents of the state
+// file. Records hold no shared slices; clone copies deeply, so a mutation
+// builds the next state on a clone and swaps it in once it is on disk.
+type state struct {
+	pools   map[string]poolRecord
+	volumes map[string]volumeRecord
+	shares  map[string]shareRecord // by volume name
+	hosts   map[string]hostRecord
+}
+
+func newState() *state {
+	return &state{
+		pools: map[string]poolRecord{}, volumes: map[string]volumeRecord{},
+		shares: map[string]shareRecord{}, hosts: map[string]hostRecord{},
+	}
+}
+
+func (s *state) empty() bool {
+	return len(s.pools)+len(s.volumes)+len(s.shares)+len(s.hosts) == 0
+}
+
+func (s *state) clone() *state {
+	c := &state{pools: maps.Clone(s.pools), volumes: maps.Clone(s.volumes), shares: maps.Clone(s.shares), hosts: maps.Clone(s.hosts)}
+	for k, p := range c.pools {
+		p.Free = slices.Clone(p.Free)
+		c.pools[k] = p
+	}
+	for k, sh := range c.shares {
+		sh.Listeners, sh.Hosts = slices.Clone(sh.Listeners), slices.Clone(sh.Hosts)
+		c.shares[k] = sh
+	}
+	return c
+}
+
+func (s *state) file() stateFile {
+	f := stateFile{Version: StateVersion, Pools: []poolRecord{}, Volumes: []volumeRecord{}, Shares: []shareRecord{}, Hosts: []hostRecord{}}
+	for _, k := range slices.Sorted(maps.Keys(s.pools)) {
+		f.Pools = append(f.Pools, s.pools[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.volumes)) {
+		f.Volumes = append(f.Volumes, s.volumes[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.shares)) {
+		f.Shares = append(f.Shares, s.shares[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.hosts)) {
+		f.Hosts = append(f.Hosts, s.hosts[k])
+	}
+	return f
+}
+
+// encode returns the state file's bytes, after checking the state (a state
+// that would not load again is never written).
+func (s *state) encode() ([]byte, error) {
+	if err := s.check(); err != nil {
+		return nil, fmt.Errorf("engine: refusing to write an inconsistent state (a bug): %w", err)
+	}
+	b, err := json.MarshalIndent(s.file(), "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("engine: encode state: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+// saveState durably replaces the state file at path with s.
+func saveState(path string, s *state) error {
+	b, err := s.encode()
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(path, b, 0o600); err != nil {
+		return fmt.Errorf("engine: write state file: %w", err)
+	}
+	return nil
+}
+
+// loadState reads the state file at path. A missing file is an empty
+// state; anything unreadable, inconsistent or of another version is an
+// error naming the file.
+func loadState(path string) (*state, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return newState(), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("engine: state file %s: %w", path, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxStateBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("engine: state file %s: %w", path, err)
+	}
+	if len(b) > maxStateBytes {
+		return nil, corrupt(path, fmt.Errorf("larger than %d bytes", maxStateBytes))
+	}
+	s, err := decodeState(b)
+	if err != nil {
+		if errors.Is(err, ErrFutureState) {
+			return nil, fmt.Errorf("%w: %s: %v", ErrFutureState, path, err)
+		}
+		return nil, corrupt(path, err)
+	}
+	return s, nil
+}
+
+func corrupt(path string, why error) error {
+	return fmt.Errorf("%w %s: %v (strata never resets its state: restore the file from a backup or move it away to start empty)", ErrCorruptState, path, why)
+}
+
+// decodeState parses and checks a state file's bytes.
+func decodeState(b []byte) (*state, error) {
+	var head struct {
+		Version *int `json:"version"`
+	}
+	if err := json.Unmarshal(b, &head); err != nil {
+		return nil, fmt.Errorf("not JSON: %v", err)
+	}
+	switch {
+	case head.Version == nil:
+		return nil, errors.New(`no "version"`)
+	case *head.Version > StateVersion:
+		return nil, fmt.Errorf("%w: version %d; this strata reads version %d: upgrade strata", ErrFutureState, *head.Version, StateVersion)
+	case *head.Version != StateVersion:
+		return nil, fmt.Errorf("unknown version %d", *head.Version)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var f stateFile // json.Unmarshal above rejected trailing data
+	if err := dec.Decode(&f); err != nil {
+		return nil, err
+	}
+	s := newState()
+	for _, p := range f.Pools {
+		if _, dup := s.pools[p.Name]; dup {
+			return nil, fmt.Errorf("pool %q listed twice", p.Name)
+		}
+		s.pools[p.Name] = p
+	}
+	for _, v := range f.Volumes {
+		if _, dup := s.volumes[v.Name]; dup {
+			return nil, fmt.Errorf("volume %q listed twice", v.Name)
+		}
+		s.volumes[v.Name] = v
+	}
+	for _, sh := range f.Shares {
+		if _, dup := s.shares[sh.Volume]; dup {
+			return nil, fmt.Errorf("share of volume %q listed twice", sh.Volume)
+		}
+		s.shares[sh.Volume] = sh
+	}
+	for _, h := range f.Hosts {
+		if _, dup := s.hosts[h.Name]; dup {
+			return nil, fmt.Errorf("host %q listed twice", h.Name)
+		}
+		s.hosts[h.Name] = h
+	}
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// check verifies every invariant of the state.
+func (s *state) check() error {
+	used := map[string][]extent.Extent{} // allocated extents by pool
+	for name, p := range s.pools {
+		if err := p.check(name); err != nil {
+			return err
+		}
+	}
+	uuids := map[textUUID]string{}
+	for name, v := range s.volumes {
+		p, ok := s.pools[v.Pool]
+		if err := v.check(name); err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("volume %q: no pool %q", name, v.Pool)
+		}
+		if v.Extent.Blocks == 0 || v.Extent.Start > p.Blocks || v.Extent.Blocks > p.Blocks-v.Extent.Start {
+			return fmt.Errorf("volume %q: extent %v outside pool %q of %d blocks", name, v.Extent, v.Pool, p.Blocks)
+		}
+		if other, dup := uuids[v.UUID]; dup {
+			return fmt.Errorf("volumes %q and %q have the same UUID", other, name)
+		}
+		uuids[v.UUID] = name
+		used[v.Pool] = append(used[v.Pool], v.Extent)
+	}
+	for name, p := range s.pools {
+		if err := tiles(p, used[name]); err != nil {
+			return fmt.Errorf("pool %q: %w", name, err)
+		}
+	}
+	nqns := map[string]string{}
+	for vol, sh := range s.shares {
+		if _, ok := s.volumes[vol]; !ok || sh.Volume != vol {
+			return fmt.Errorf("share %q: no volume %q", vol, sh.Volume)
+		}
+		if _, err := checkShare(sh); err != nil {
+			return fmt.Errorf("share %q: %w", vol, err)
+		}
+		if other, dup := nqns[sh.NQN]; dup {
+			return fmt.Errorf("shares %q and %q have the same NQN", other, vol)
+		}
+		nqns[sh.NQN] = vol
+	}
+	hostNQNs := map[string]string{}
+	for name, h := range s.hosts {
+		if err := bdev.ValidName(name); err != nil || h.Name != name {
+			return fmt.Errorf("host %q: bad name", name)
+		}
+		if err := nqn.Validate(h.NQN); err != nil {
+			return fmt.Errorf("host %q: %w", name, err)
+		}
+		if other, dup := hostNQNs[h.NQN]; dup {
+			return fmt.Errorf("hosts %q and %q have the same NQN", other, name)
+		}
+		hostNQNs[h.NQN] = name
+	}
+	return nil
+}
+
+func (p poolRecord) check(name string) error {
+	if err := bdev.ValidName(name); err != nil || p.Name != name {
+		return fmt.Errorf("pool %q: bad name", name)
+	}
+	if _, err := url.Parse(p.URI); err != nil || p.URI == "" {
+		return fmt.Errorf("pool %q: bad URI %q", name, p.URI)
+	}
+	if !bdev.ValidBlockSize(p.BlockSize) || p.Blocks == 0 {
+		return fmt.Errorf("pool %q: bad geometry: %d blocks of %d bytes", name, p.Blocks, p.BlockSize)
+	}
+	if p.UUID == (textUUID{}) {
+		return fmt.Errorf("pool %q: no UUID", name)
+	}
+	if err := p.Free.Validate(p.Blocks); err != nil {
+		return fmt.Errorf("pool %q: %w", name, err)
+	}
+	return nil
+}
+
+func (v volumeRecord) check(name string) error {
+	if err := bdev.ValidName(name); err != nil || v.Name != name {
+		return fmt.Errorf("volume %q: bad name", name)
+	}
+	if v.UUID == (textUUID{}) || v.NGUID == (hexID{}) {
+		return fmt.Errorf("volume %q: missing UUID or NGUID", name)
+	}
+	if !validSerial(v.Serial) {
+		return fmt.Errorf("volume %q: bad serial %q", name, v.Serial)
+	}
+	return nil
+}
+
+// tiles checks that a pool's free extents and allocated extents cover it
+// exactly, without overlap.
+func tiles(p poolRecord, used []extent.Extent) error {
+	all := append(slices.Clone([]extent.Extent(p.Free)), used...)
+	sort.Slice(all, func(i, j int) bool { return all[i].Start < all[j].Start })
+	var next uint64
+	for _, e := range all {
+		if e.Start != next {
+			if e.Start < next {
+				return fmt.Errorf("extent %v overlaps another", e)
+			}
+			return fmt.Errorf("blocks [%d, %d) are neither free nor in a volume", next, e.Start)
+		}
+		next = e.End()
+	}
+	if next != p.Blocks {
+		return fmt.Errorf("blocks [%d, %d) are neither free nor in a volume", next, p.Blocks)
+	}
+	return nil
+}
+
+// serialLen is the length of Identify Controller SN (NVMe Base 2.0, 5.17.2.1).
+const serialLen = 20
+
+func validSerial(s string) bool {
+	if s == "" || len(s) > serialLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,303 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/strata-storage/strata/bdev"
+	"github.com/strata-storage/strata/bdev/part"
+	"github.com/strata-storage/strata/engine/extent"
+)
+
+// VolumeSpec asks for a volume.
+type VolumeSpec struct {
+	Name      string
+	Pool      string
+	SizeBytes uint64 // a multiple of the pool's block size
+}
+
+// Volume describes a volume.
+type Volume struct {
+	Name        string `json:"name"`
+	Pool        string `json:"pool"`
+	UUID        string `json:"uuid"`
+	NGUID       string `json:"nguid"`
+	Serial      string `json:"serial"`
+	SizeBytes   uint64 `json:"size_bytes"`
+	BlockSize   uint32 `json:"block_size"`
+	OffsetBytes uint64 `json:"offset_bytes"` // where the volume starts in its pool
+	State       string `json:"state"`
+	Error       string `json:"error,omitempty"`
+	// Share is the NQN the volume is shared as, if it is.
+	Share string `json:"share,omitempty"`
+}
+
+func (e *Engine) volumeView(name string) Volume {
+	v, lv := e.st.volumes[name], e.volumes[name]
+	bs := uint64(e.st.pools[v.Pool].BlockSize)
+	out := Volume{
+		Name: name, Pool: v.Pool, UUID: bdev.UUID(v.UUID).String(), NGUID: hex.EncodeToString(v.NGUID[:]),
+		Serial: v.Serial, SizeBytes: v.Extent.Blocks * bs, BlockSize: uint32(bs),
+		OffsetBytes: v.Extent.Start * bs, State: StateOnline,
+	}
+	if lv.dev == nil {
+		out.State, out.Error = StateFaulted, lv.err.Error()
+	}
+	if sh, ok := e.st.shares[name]; ok {
+		out.Share = sh.NQN
+	}
+	return out
+}
+
+// Volumes lists the volumes by name.
+func (e *Engine) Volumes() []Volume {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]Volume, 0, len(e.st.volumes))
+	for _, name := range slices.Sorted(maps.Keys(e.st.volumes)) {
+		out = append(out, e.volumeView(name))
+	}
+	return out
+}
+
+// Volume returns the volume called name.
+func (e *Engine) Volume(name string) (Volume, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.st.volumes[name]; !ok {
+		return Volume{}, errorf(ErrNotFound, "volume %q not found", name)
+	}
+	return e.volumeView(name), nil
+}
+
+// VolumeDevice returns the block device of an online volume, for in-process
+// users (tests, tools). It is valid until the volume is resized or deleted;
+// close every channel to it before that.
+func (e *Engine) VolumeDevice(name string) (bdev.Device, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	lv, ok := e.volumes[name]
+	if !ok {
+		return nil, errorf(ErrNotFound, "volume %q not found", name)
+	}
+	if lv.dev == nil {
+		return nil, errorf(ErrConflict, "volume %q is faulted: %v", name, lv.err)
+	}
+	return lv.dev, nil
+}
+
+// CreateVolume carves a volume out of a pool: one contiguous extent, the
+// first free one large enough. Its space reads back as zeroes. Asking again
+// for an existing volume with the same pool and size returns it (created
+// false); another spec under the same name is a conflict.
+func (e *Engine) CreateVolume(_ context.Context, spec VolumeSpec) (Volume, bool, error) {
+	if err := bdev.ValidName(spec.Name); err != nil {
+		return Volume{}, false, errorf(ErrInvalid, "volume name: %v", err)
+	}
+	if spec.SizeBytes == 0 {
+		return Volume{}, false, errorf(ErrInvalid, "volume %q: size must be more than 0", spec.Name)
+	}
+	if err := e.begin(); err != nil {
+		return Volume{}, false, err
+	}
+	defer e.mu.Unlock()
+	if v, ok := e.st.volumes[spec.Name]; ok {
+		cur := e.volumeView(spec.Name)
+		if v.Pool != spec.Pool || cur.SizeBytes != spec.SizeBytes {
+			return Volume{}, false, errorf(ErrConflict, "volume %q exists in pool %q with size %d bytes", spec.Name, v.Pool, cur.SizeBytes)
+		}
+		return cur, false, nil
+	}
+	p, ok := e.st.pools[spec.Pool]
+	if !ok {
+		return Volume{}, false, errorf(ErrNotFound, "pool %q not found", spec.Pool)
+	}
+	lp := e.pools[spec.Pool]
+	if lp.dev == nil {
+		return Volume{}, false, errorf(ErrConflict, "pool %q is faulted: %v", spec.Pool, lp.err)
+	}
+	bs := uint64(p.BlockSize)
+	if spec.SizeBytes%bs != 0 {
+		return Volume{}, false, errorf(ErrInvalid, "volume %q: size %d is not a multiple of pool %q's block size %d", spec.Name, spec.SizeBytes, spec.Pool, bs)
+	}
+	if spec.SizeBytes > p.Blocks*bs {
+		return Volume{}, false, errorf(ErrInvalid, "volume %q: size %d bytes is larger than pool %q (%d bytes)", spec.Name, spec.SizeBytes, spec.Pool, p.Blocks*bs)
+	}
+	ext, free, err := p.Free.Alloc(spec.SizeBytes / bs)
+	if err != nil {
+		return Volume{}, false, errorf(ErrNoSpace, "pool %q has no free extent of %d bytes (largest free extent: %d bytes of %d free)", spec.Pool, spec.SizeBytes, p.Free.Largest()*bs, p.Free.FreeBlocks()*bs)
+	}
+	// A new volume must not show what a deleted one left in its space. The
+	// pool does the unmap, so the volume's statistics start at zero.
+	if err := unmapRange(lp.dev, e.r, ext.Start, ext.Blocks); err != nil {
+		return Volume{}, false, errorf(ErrDevice, "volume %q: clear its space in pool %q: %w", spec.Name, spec.Pool, err)
+	}
+	rec := volumeRecord{Name: spec.Name, Pool: spec.Pool, UUID: textUUID(bdev.NewUUID()), NGUID: hexID(bdev.NewUUID()), Serial: newSerial(), Extent: ext}
+	dev, err := part.New(spec.Name, lp.dev, ext.Start, ext.Blocks, bdev.UUID(rec.UUID))
+	if err != nil {
+		return Volume{}, false, fmt.Errorf("engine: volume %s: %w", spec.Name, err)
+	}
+	next := e.st.clone()
+	p.Free = free
+	next.pools[spec.Pool] = p
+	next.volumes[spec.Name] = rec
+	if err := e.commit(next); err != nil {
+		return Volume{}, false, errors.Join(err, dev.Close())
+	}
+	e.volumes[spec.Name] = &liveVolume{dev: dev}
+	e.log.Info("volume created", "volume", spec.Name, "pool", spec.Pool, "size_bytes", spec.SizeBytes, "offset_bytes", ext.Start*bs)
+	return e.volumeView(spec.Name), true, nil
+}
+
+// newSerial returns a controller serial number: 20 hex digits.
+func newSerial() string {
+	var b [serialLen / 2]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
+	return hex.EncodeToString(b[:])
+}
+
+// ResizeVolume grows a volume to sizeBytes in place: the blocks after it in
+// its pool must be free. Shrinking is refused (it would cut off data a
+// host may be using); the same size is a no-op. A shared volume's exporter
+// switches to the larger device before the new size is acknowledged.
+func (e *Engine) ResizeVolume(ctx context.Context, name string, sizeBytes uint64) (Volume, error) {
+	if err := e.begin(); err != nil {
+		return Volume{}, err
+	}
+	defer e.mu.Unlock()
+	v, ok := e.st.volumes[name]
+	if !ok {
+		return Volume{}, errorf(ErrNotFound, "volume %q not found", name)
+	}
+	lv := e.volumes[name]
+	if lv.dev == nil {
+		return Volume{}, errorf(ErrConflict, "volume %q is faulted: %v", name, lv.err)
+	}
+	p := e.st.pools[v.Pool]
+	bs := uint64(p.BlockSize)
+	cur := v.Extent.Blocks * bs
+	switch {
+	case sizeBytes%bs != 0 || sizeBytes == 0:
+		return Volume{}, errorf(ErrInvalid, "volume %q: size %d is not a positive multiple of the block size %d", name, sizeBytes, bs)
+	case sizeBytes < cur:
+		return Volume{}, errorf(ErrInvalid, "volume %q: shrinking from %d to %d bytes is refused: it would cut off data", name, cur, sizeBytes)
+	case sizeBytes == cur:
+		return e.volumeView(name), nil
+	}
+	exported := e.shares[name] != nil && e.shares[name].exported
+	if n := lv.dev.OpenChannels(); n > 0 && !exported {
+		// Only a target may hold channels across a resize: it switches them
+		// to the new device. Anyone else would keep I/O on the old one.
+		return Volume{}, errorf(ErrConflict, "volume %q is in use: %d channels open", name, n)
+	}
+	more := sizeBytes/bs - v.Extent.Blocks
+	free, err := p.Free.Take(extent.Extent{Start: v.Extent.End(), Blocks: more})
+	if err != nil {
+		return Volume{}, errorf(ErrNoSpace, "volume %q cannot grow in place by %d bytes: %s", name, more*bs, e.whyNoRoomAfter(v, p))
+	}
+	poolDev := e.pools[v.Pool].dev
+	if err := unmapRange(poolDev, e.r, v.Extent.End(), more); err != nil {
+		return Volume{}, errorf(ErrDevice, "volume %q: clear the space it grows into: %w", name, err)
+	}
+	dev, err := part.New(name, poolDev, v.Extent.Start, v.Extent.Blocks+more, bdev.UUID(v.UUID))
+	if err != nil {
+		return Volume{}, fmt.Errorf("engine: volume %s: %w", name, err)
+	}
+	old := lv.dev
+	if exported {
+		if err := e.cfg.Exporter.ResizeNamespace(ctx, e.st.shares[name].NQN, VolumeNSID, dev); err != nil {
+			return Volume{}, errors.Join(exportError("resize namespace of "+name, err), dev.Close())
+		}
+	}
+	next := e.st.clone()
+	p.Free = free
+	next.pools[v.Pool] = p
+	v.Extent.Blocks += more
+	next.volumes[name] = v
+	if err := e.commit(next); err != nil {
+		if exported {
+			err = errors.Join(err, e.cfg.Exporter.ResizeNamespace(ctx, e.st.shares[name].NQN, VolumeNSID, old))
+		}
+		return Volume{}, errors.Join(err, dev.Close())
+	}
+	lv.retired = lv.retired.Add(old.Stats())
+	lv.dev = dev
+	if err := old.Close(); err != nil {
+		e.log.Error("volume resized, but its old device did not close", "volume", name, "err", err)
+	}
+	e.log.Info("volume resized", "volume", name, "from_bytes", cur, "to_bytes", sizeBytes)
+	return e.volumeView(name), nil
+}
+
+// whyNoRoomAfter says what keeps volume v from growing in place.
+func (e *Engine) whyNoRoomAfter(v volumeRecord, p poolRecord) string {
+	end := v.Extent.End()
+	bs := uint64(p.BlockSize)
+	if end == p.Blocks {
+		return fmt.Sprintf("it ends at the end of pool %q", p.Name)
+	}
+	if n := p.Free.FreeAfter(end); n > 0 {
+		next := "the end of the pool"
+		if o := e.volumeAt(p.Name, end+n); o != "" {
+			next = "volume " + o
+		}
+		return fmt.Sprintf("only %d bytes are free after it, up to %s", n*bs, next)
+	}
+	return fmt.Sprintf("the space after it is used by volume %q", e.volumeAt(p.Name, end))
+}
+
+func (e *Engine) volumeAt(pool string, block uint64) string {
+	for name, v := range e.st.volumes {
+		if v.Pool == pool && v.Extent.Start == block {
+			return name
+		}
+	}
+	return ""
+}
+
+// DeleteVolume frees a volume's extent. A shared volume, or one with
+// channels open, is refused.
+func (e *Engine) DeleteVolume(_ context.Context, name string) error {
+	if err := e.begin(); err != nil {
+		return err
+	}
+	defer e.mu.Unlock()
+	v, ok := e.st.volumes[name]
+	if !ok {
+		return errorf(ErrNotFound, "volume %q not found", name)
+	}
+	if sh, ok := e.st.shares[name]; ok {
+		return errorf(ErrConflict, "volume %q is shared as %s: remove the share first", name, sh.NQN)
+	}
+	lv := e.volumes[name]
+	if lv.dev != nil {
+		if n := lv.dev.OpenChannels(); n > 0 {
+			return errorf(ErrConflict, "volume %q is in use: %d channels open", name, n)
+		}
+	}
+	next := e.st.clone()
+	p := next.pools[v.Pool]
+	free, err := p.Free.Free(v.Extent, p.Blocks)
+	if err != nil {
+		return fmt.Errorf("engine: volume %s: free its extent: %w", name, err)
+	}
+	p.Free = free
+	next.pools[v.Pool] = p
+	delete(next.volumes, name)
+	if err := e.commit(next); err != nil {
+		return err
+	}
+	delete(e.volumes, name)
+	e.log.Info("volume deleted", "volume", name, "pool", v.Pool)
+	if lv.dev != nil {
+		if err := lv.dev.Close(); err != nil {
+			return fmt.Errorf("engine: volume %s deleted, but its device did not close: %w", name, err)
+		}
+	}
+	return nil
+}
