@@ -9,6 +9,8 @@ LDFLAGS     := -s -w -X $(PKG)/internal/buildinfo.Version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 10s
 RUNDIR      ?= $(CURDIR)/.cache/run
+# systemd's system unit directory (Debian: /lib/systemd/system).
+UNITDIR     ?= /lib/systemd/system
 
 export CGO_ENABLED ?= 0
 
@@ -38,11 +40,17 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
+# The daemon on an embedded development setup (a 1 GiB sparse file pool and
+# a 512 MiB volume in $(RUNDIR)); it prints how to attach and stop it.
 run: build
 	./bin/strata serve --dev --data-dir $(RUNDIR)
 
+# The binary and the systemd unit, whose ExecStart follows PREFIX.
 install: build
 	install -D -m 0755 bin/strata $(DESTDIR)$(PREFIX)/bin/strata
+	install -d -m 0755 $(DESTDIR)$(UNITDIR)
+	sed 's|/usr/local/bin/strata|$(PREFIX)/bin/strata|' dist/strata.service > $(DESTDIR)$(UNITDIR)/strata.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/strata.service
 
 clean:
 	rm -rf bin .cache

@@ -1,0 +1,78 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/strata-storage/strata/engine"
+	"github.com/strata-storage/strata/internal/buildinfo"
+)
+
+// The development setup strata serve --dev makes in an empty state.
+const (
+	DevPool          = "dev"
+	DevPoolFile      = "dev-pool.img"
+	DevPoolSize      = "1GiB"
+	DevVolume        = "vol0"
+	DevVolumeBytes   = 512 << 20
+	DevNQN           = "nqn.2024-01.io.strata:dev"
+	DevListenHost    = "127.0.0.1"
+	DevListenPort    = "4420"
+	DevMetricsListen = "127.0.0.1:9464"
+)
+
+// devSetupTimeout bounds the setup calls (the volume's space is unmapped).
+const devSetupTimeout = 2 * time.Minute
+
+// devSetup creates the development pool, volume and share when the state
+// is empty; an existing state is used as it is. A share the missing target
+// cannot serve is a warning, not a failure.
+func (d *daemon) devSetup() error {
+	e := d.e
+	ctx, cancel := context.WithTimeout(context.Background(), devSetupTimeout)
+	defer cancel()
+	if e.Empty() {
+		uri := "uring://" + filepath.Join(d.cfg.DataDir, DevPoolFile) + "?size=" + DevPoolSize
+		if _, _, err := e.CreatePool(ctx, engine.PoolSpec{Name: DevPool, URI: uri}); err != nil {
+			return fmt.Errorf("--dev: create pool %s: %w", DevPool, err)
+		}
+		if _, _, err := e.CreateVolume(ctx, engine.VolumeSpec{Name: DevVolume, Pool: DevPool, SizeBytes: DevVolumeBytes}); err != nil {
+			return fmt.Errorf("--dev: create volume %s: %w", DevVolume, err)
+		}
+		_, _, err := e.CreateShare(ctx, engine.ShareSpec{
+			Volume: DevVolume, NQN: DevNQN, Listeners: []string{DevListenHost + ":" + DevListenPort}, AllowAnyHost: true,
+		})
+		switch {
+		case errors.Is(err, engine.ErrTargetUnavailable):
+			d.log.Warn("--dev: volume not shared: the NVMe-oF target is not available in this build", "volume", DevVolume, "nqn", DevNQN)
+		case err != nil:
+			d.log.Warn("--dev: volume not shared", "volume", DevVolume, "nqn", DevNQN, "err", err)
+		}
+		d.log.Info("--dev: development setup created", "pool", DevPool, "volume", DevVolume)
+	}
+	if sh, err := e.Share(DevVolume); err == nil && sh.State == engine.StateExported && sh.NQN == DevNQN {
+		d.devShared = true
+	}
+	return nil
+}
+
+// banner tells the developer how to use the running daemon.
+func (d *daemon) banner() {
+	w := d.cfg.Out
+	fmt.Fprintf(w, "\nstrata %s is running in development mode\n", buildinfo.Version)
+	fmt.Fprintf(w, "  data:     %s\n", d.cfg.DataDir)
+	fmt.Fprintf(w, "  API:      %s   (try: strata --socket %s status)\n", d.cfg.APISocket, d.cfg.APISocket)
+	if d.metricsL != nil {
+		fmt.Fprintf(w, "  metrics:  http://%s/metrics\n", d.metricsL.Addr())
+	} else {
+		fmt.Fprintf(w, "  metrics:  curl --unix-socket %s http://strata/metrics\n", d.cfg.APISocket)
+	}
+	fmt.Fprintf(w, "  attach:   nvme connect -t tcp -a %s -s %s -n %s\n", DevListenHost, DevListenPort, DevNQN)
+	if !d.devShared {
+		fmt.Fprintf(w, "            (not served yet: this build has no NVMe-oF target, so %s is not shared)\n", DevVolume)
+	}
+	fmt.Fprintf(w, "  stop:     Ctrl-C\n\n")
+}
