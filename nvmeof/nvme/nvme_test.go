@@ -61,6 +61,11 @@ func TestStatus(t *testing.T) {
 	}
 	var err error = NamespaceNotReady
 	require.EqualError(t, err, "nvme: namespace not ready")
+
+	require.Equal(t, MakeStatus(SCTGeneric, 0x80), LBAOutOfRange.DNR().Kind())
+	require.Equal(t, "LBA out of range", LBAOutOfRange.DNR().Name())
+	require.Equal(t, "invalid opcode", InvalidOpcode.Kind().Name(), "the kind of a DNR status keeps its name")
+	require.Equal(t, "sct=7 sc=0x99", MakeStatus(7, 0x99).Name())
 }
 
 func TestIdentifyControllerOffsets(t *testing.T) {

@@ -107,6 +107,22 @@ var statusNames = map[Status]string{
 	AccessDenied: "access denied",
 }
 
+// Kind returns s without its Do Not Retry and More bits: what went wrong,
+// not what to do about it.
+func (s Status) Kind() Status { return s & 0x7ff }
+
+// Name names the status's kind ("LBA out of range"), with no retry advice:
+// a stable label for counting failures.
+func (s Status) Name() string {
+	if n, ok := statusNames[s.Kind()]; ok {
+		return n
+	}
+	if n, ok := statusNames[s.Kind()|statusDNR]; ok {
+		return n
+	}
+	return fmt.Sprintf("sct=%d sc=%#02x", s.Type(), s.Code())
+}
+
 func (s Status) String() string {
 	if n, ok := statusNames[s&^statusMore]; ok {
 		return n

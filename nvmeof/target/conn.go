@@ -226,6 +226,12 @@ func (c *conn) handleConnect(cmd nvme.Command, data []byte) (uint32, nvme.Status
 		if err != nil {
 			return connectInvalid(true, 256)
 		}
+		if !s.listensOn(c.l.addr) {
+			// As if the subsystem did not exist here: it is not served on
+			// this address.
+			c.log.Warn("connect refused: subsystem not served on this listener", "listener", c.l.addr)
+			return connectInvalid(true, 256)
+		}
 		if !s.hostAllowed(hostNQN) {
 			c.log.Warn("connect refused: host not allowed")
 			return 0, nvme.ConnectInvalidHost
@@ -273,6 +279,7 @@ func (c *conn) handleConnect(cmd nvme.Command, data []byte) (uint32, nvme.Status
 // respond sends an admin-queue (or handshake) response: C2HData with data
 // if any, then the response capsule. Safe from any goroutine.
 func (c *conn) respond(cid uint16, data []byte, dw0, dw1 uint32, st nvme.Status) error {
+	c.t.countStatus(st)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	b := c.wbuf[:0]

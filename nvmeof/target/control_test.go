@@ -84,6 +84,59 @@ func TestDiscovery(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// A subsystem restricted to some listeners is reachable and discoverable
+// only through those; the others (a discovery-only port, say) refuse
+// Connect to it.
+func TestSubsystemListeners(t *testing.T) {
+	f := newFixture(t, nil)
+	ioAddr, err := f.t.Listen("127.0.0.1:0")
+	require.NoError(t, err)
+	dev, err := malloc.New("scoped", 1<<20, 512)
+	require.NoError(t, err)
+	defer dev.Close()
+	const scoped = "nqn.2024-01.io.strata:scoped"
+	require.NoError(t, f.t.AddSubsystem(target.SubsystemConfig{
+		NQN: scoped, Serial: "S1", AllowAnyHost: true, Listeners: []string{ioAddr.String()},
+		Namespaces: []target.Namespace{{ID: 1, Device: dev}},
+	}))
+
+	_, err = host.Connect(ctx(t), f.addr, scoped, host.Config{})
+	require.ErrorIs(t, err, nvme.ConnectInvalidParam, "not served on the fixture's listener")
+	c, err := host.Connect(ctx(t), ioAddr.String(), scoped, host.Config{})
+	require.NoError(t, err)
+	require.Equal(t, 1, f.t.Controllers(scoped))
+	require.Equal(t, 2, f.t.Connections(scoped), "admin queue and one I/O queue")
+	c.Close()
+	require.Eventually(t, func() bool { return f.t.Controllers(scoped) == 0 }, 5*time.Second, 10*time.Millisecond)
+
+	entries, err := host.Discover(ctx(t), f.addr, host.Config{})
+	require.NoError(t, err)
+	where := map[string][]string{}
+	for _, e := range entries {
+		where[e.SubNQN] = append(where[e.SubNQN], net.JoinHostPort(e.Addr, e.SvcID))
+	}
+	require.ElementsMatch(t, []string{ioAddr.String()}, where[scoped])
+	require.ElementsMatch(t, []string{f.addr, ioAddr.String()}, where[testNQN], "an unrestricted subsystem is on every listener")
+	require.Len(t, where[nqn.Discovery], 2)
+}
+
+// A wildcard listener is listed in the discovery log under the address
+// the host reached it at: 0.0.0.0 is nothing a host can dial.
+func TestDiscoveryOnWildcardListener(t *testing.T) {
+	f := newFixture(t, nil)
+	require.NoError(t, f.t.CloseListener(f.addr))
+	addr, err := f.t.Listen("0.0.0.0:0")
+	require.NoError(t, err)
+	_, port, _ := net.SplitHostPort(addr.String())
+	entries, err := host.Discover(ctx(t), net.JoinHostPort("127.0.0.1", port), host.Config{})
+	require.NoError(t, err)
+	require.NotEmpty(t, entries)
+	for _, e := range entries {
+		require.Equal(t, "127.0.0.1", e.Addr)
+		require.Equal(t, port, e.SvcID)
+	}
+}
+
 func TestRemoveSubsystemDisconnectsHosts(t *testing.T) {
 	f := newFixture(t, nil)
 	c := connect(t, f, host.Config{})

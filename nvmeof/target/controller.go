@@ -470,8 +470,14 @@ func commandsEffectsLog() []byte {
 func (c *Controller) discoveryLog() []byte {
 	gen, targets := c.t.discoveryEntries(c.hostNQN)
 	entries := make([]nvme.DiscoveryEntry, 0, len(targets))
+	// A wildcard listener (0.0.0.0, ::) is no address a host can dial: name
+	// it by the address this host reached us at.
+	local := c.admin.nc.LocalAddr().(*net.TCPAddr).IP
 	for _, d := range targets {
-		addr := d.l.ln.Addr().(*net.TCPAddr)
+		addr := *d.l.ln.Addr().(*net.TCPAddr)
+		if addr.IP.IsUnspecified() {
+			addr.IP = local
+		}
 		e := nvme.DiscoveryEntry{
 			TrType: nvme.TrTypeTCP, AdrFam: nvme.AdrFamIPv4, SubType: nvme.SubTypeNVM,
 			TReq: nvme.TReqNotSpecified, PortID: d.l.portID, CntlID: 0xffff, AdminSQ: adminQueueEntries,

@@ -198,4 +198,9 @@ func TestErrorStatuses(t *testing.T) {
 	do(q, &req)
 	require.True(t, req.Status.OK())
 	_ = bdevtest.Fill
+	// Every failure is counted once, by status (status codes are what
+	// operators alert on).
+	require.Equal(t, map[nvme.Status]uint64{
+		nvme.LBAOutOfRange.Kind(): 1, nvme.InvalidNamespace.Kind(): 1, nvme.DataSGLLengthInvalid.Kind(): 1, nvme.InvalidOpcode.Kind(): 1,
+	}, f.t.FailedCommands())
 }

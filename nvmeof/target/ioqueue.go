@@ -501,6 +501,7 @@ func statusOf(req *bdev.Request) nvme.Status {
 // respond queues the command's response: for a successful read, C2HData
 // with the data first.
 func (q *ioQueue) respond(cmd *command, st nvme.Status) {
+	q.c.t.countStatus(st)
 	if q.dead {
 		q.freeSlot(cmd)
 		return

@@ -55,6 +55,10 @@ type SubsystemConfig struct {
 	// out (1..0xFFEF when zero), so that two targets exporting one subsystem
 	// for multipath never give a host the same ID.
 	MinControllerID, MaxControllerID uint16
+	// Listeners are the addresses (as Target.Listen returns them) hosts may
+	// reach the subsystem through; empty means every listener. Connect on
+	// another listener is refused and discovery does not list it there.
+	Listeners []string
 }
 
 func (c *SubsystemConfig) validate() error {
@@ -151,6 +155,7 @@ type nsState struct {
 
 func newSubsystem(cfg SubsystemConfig) *Subsystem {
 	cfg.Hosts = slices.Clone(cfg.Hosts)
+	cfg.Listeners = slices.Clone(cfg.Listeners)
 	if cfg.Model == "" {
 		cfg.Model = "Strata"
 	}
@@ -166,6 +171,19 @@ func (s *Subsystem) hostAllowed(hostNQN string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.cfg.AllowAnyHost || slices.Contains(s.cfg.Hosts, hostNQN)
+}
+
+// listensOn reports whether hosts may reach the subsystem through the
+// listener at addr. The configuration is immutable after creation.
+func (s *Subsystem) listensOn(addr string) bool {
+	return len(s.cfg.Listeners) == 0 || slices.Contains(s.cfg.Listeners, addr)
+}
+
+// controllerCount returns how many controllers the subsystem has.
+func (s *Subsystem) controllerCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.controllers)
 }
 
 // allocControllerID reserves the next free controller ID in the range,

@@ -25,12 +25,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/strata-storage/strata/bdev"
 	"github.com/strata-storage/strata/nvmeof/nqn"
+	"github.com/strata-storage/strata/nvmeof/nvme"
 	"github.com/strata-storage/strata/reactor"
 )
 
@@ -83,10 +87,15 @@ type Target struct {
 	subsystems map[string]*Subsystem
 	listeners  map[string]*listener
 	genCtr     uint64 // discovery log generation, bumped on every change
+	nextPortID uint16
 	conns      map[*conn]struct{}
 	closed     bool
 	wg         sync.WaitGroup
 	stats      Stats
+
+	// failed counts commands completed with an error status, by status
+	// (SCT and SC: 11 bits). Atomics: any queue may complete a command.
+	failed [1 << 11]atomic.Uint64
 }
 
 // Stats are target-wide counters.
@@ -250,6 +259,15 @@ func (t *Target) ReplaceNamespace(ctx context.Context, subNQN string, ns Namespa
 	return nil
 }
 
+// Controllers returns the number of controllers of subsystem subNQN.
+func (t *Target) Controllers(subNQN string) int {
+	s, err := t.subsystem(subNQN)
+	if err != nil {
+		return 0
+	}
+	return s.controllerCount()
+}
+
 // Connections returns the number of open queues of subsystem subNQN.
 func (t *Target) Connections(subNQN string) int {
 	s, err := t.subsystem(subNQN)
@@ -322,6 +340,7 @@ func (t *Target) Stats() Stats {
 
 type listener struct {
 	ln     net.Listener
+	addr   string // ln.Addr().String(): the key subsystems name it by
 	portID uint16
 }
 
@@ -338,8 +357,11 @@ func (t *Target) Listen(addr string) (net.Addr, error) {
 		ln.Close()
 		return nil, errors.New("target: closed")
 	}
-	l := &listener{ln: ln, portID: uint16(len(t.listeners) + 1)}
-	t.listeners[ln.Addr().String()] = l
+	// Port IDs (discovery log PORTID) stay unique while listeners come
+	// and go.
+	t.nextPortID++
+	l := &listener{ln: ln, addr: ln.Addr().String(), portID: t.nextPortID}
+	t.listeners[l.addr] = l
 	t.genCtr++
 	t.mu.Unlock()
 	t.wg.Add(1)
@@ -416,10 +438,11 @@ func (t *Target) discoveryEntries(hostNQN string) (uint64, []discoveryTarget) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []discoveryTarget
-	for _, l := range t.listeners {
+	for _, addr := range slices.Sorted(maps.Keys(t.listeners)) {
+		l := t.listeners[addr]
 		out = append(out, discoveryTarget{sub: nqn.Discovery, l: l, current: true})
-		for name, s := range t.subsystems {
-			if s.hostAllowed(hostNQN) {
+		for _, name := range slices.Sorted(maps.Keys(t.subsystems)) {
+			if s := t.subsystems[name]; s.listensOn(addr) && s.hostAllowed(hostNQN) {
 				out = append(out, discoveryTarget{sub: name, l: l})
 			}
 		}
@@ -431,6 +454,26 @@ type discoveryTarget struct {
 	sub     string
 	l       *listener
 	current bool
+}
+
+// countStatus records a command's completion status (successes are not
+// counted here: the devices count them).
+func (t *Target) countStatus(st nvme.Status) {
+	if !st.OK() {
+		t.failed[st.Kind()].Add(1)
+	}
+}
+
+// FailedCommands returns how many commands completed with each kind of
+// error status (Status.Kind).
+func (t *Target) FailedCommands() map[nvme.Status]uint64 {
+	out := map[nvme.Status]uint64{}
+	for i := range t.failed {
+		if n := t.failed[i].Load(); n > 0 {
+			out[nvme.Status(i)] = n
+		}
+	}
+	return out
 }
 
 func (t *Target) countFatal() {

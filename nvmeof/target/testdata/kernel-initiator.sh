@@ -35,7 +35,10 @@ step list
 nvme list | tee /tmp/list
 grep -q "${dev##*/}" /tmp/list
 step id-ctrl
-nvme id-ctrl $ctrl | tee /tmp/idctrl | head -40
+# Not through tee into head: head exits early and tee, killed by SIGPIPE,
+# may not have written the subnqn line yet.
+nvme id-ctrl $ctrl > /tmp/idctrl
+head -40 /tmp/idctrl
 grep -q "^subnqn *: *$NQN" /tmp/idctrl
 grep -qi "^mn *: *Strata" /tmp/idctrl
 step id-ns
