@@ -103,3 +103,21 @@ func TestNewUUIDIsVersion4(t *testing.T) {
 	require.Equal(t, byte(0x80), a[8]&0xc0)
 	require.Len(t, a.String(), 36)
 }
+
+func TestLatencyBuckets(t *testing.T) {
+	cases := []struct {
+		ns     int64
+		bucket int
+	}{
+		{0, 0}, {1, 0}, {8000, 0}, {8001, 1}, {16000, 1}, {16001, 2}, {32000, 2},
+		{32001, 3}, {int64(LatencyBucketBound(20)), 20}, {int64(LatencyBucketBound(20)) + 1, 21}, {1 << 62, 21},
+	}
+	for _, c := range cases {
+		if got := latencyBucket(c.ns); got != c.bucket {
+			t.Errorf("latencyBucket(%d) = %d, want %d", c.ns, got, c.bucket)
+		}
+		if c.bucket < LatencyBuckets-1 && uint64(c.ns) > LatencyBucketBound(c.bucket) {
+			t.Errorf("%d ns is above bucket %d's bound %d", c.ns, c.bucket, LatencyBucketBound(c.bucket))
+		}
+	}
+}

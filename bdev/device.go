@@ -3,6 +3,7 @@ package bdev
 import (
 	"crypto/rand"
 	"fmt"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 
@@ -163,7 +164,35 @@ type Stats struct {
 	ReadOps, WriteOps, FlushOps, ZeroOps, UnmapOps uint64
 	ReadBytes, WriteBytes                          uint64
 	ReadLatencyNs, WriteLatencyNs                  uint64 // sums, for averages
-	Errors                                         uint64
+	// ReadLatency and WriteLatency count completed reads and writes by
+	// latency (LatencyBucketBound).
+	ReadLatency, WriteLatency LatencyHistogram
+	Errors                    uint64
+}
+
+// LatencyBuckets is the number of latency histogram buckets: bucket i <
+// LatencyBuckets-1 counts latencies up to LatencyBucketBound(i), the last
+// one those above.
+const LatencyBuckets = 22
+
+// latencyBase is the upper bound of the first bucket; each next bucket
+// doubles it, up to 8 µs << 20 ≈ 8.4 s.
+const latencyBase = 8000 // ns
+
+// LatencyHistogram counts I/Os by latency.
+type LatencyHistogram [LatencyBuckets]uint64
+
+// LatencyBucketBound returns the upper bound (inclusive) of bucket i in
+// nanoseconds; the last bucket has none.
+func LatencyBucketBound(i int) uint64 { return latencyBase << i }
+
+// latencyBucket returns the bucket of a latency: a shift and a count of
+// leading zeros, cheap enough for every I/O.
+func latencyBucket(ns int64) int {
+	if ns <= latencyBase {
+		return 0
+	}
+	return min(bits.Len64(uint64(ns-1)/latencyBase), LatencyBuckets-1)
 }
 
 // Add returns s plus o.
@@ -177,6 +206,10 @@ func (s Stats) Add(o Stats) Stats {
 	s.WriteBytes += o.WriteBytes
 	s.ReadLatencyNs += o.ReadLatencyNs
 	s.WriteLatencyNs += o.WriteLatencyNs
+	for i := range s.ReadLatency {
+		s.ReadLatency[i] += o.ReadLatency[i]
+		s.WriteLatency[i] += o.WriteLatency[i]
+	}
 	s.Errors += o.Errors
 	return s
 }
@@ -188,6 +221,7 @@ type channelStats struct {
 	ops                                   [numOps]atomic.Uint64
 	readBytes, writeBytes                 atomic.Uint64
 	readLatencyNs, writeLatencyNs, errors atomic.Uint64
+	readLatency, writeLatency             [LatencyBuckets]atomic.Uint64
 	_                                     cpu.CacheLinePad
 }
 
@@ -204,20 +238,27 @@ func (s *channelStats) record(req *Request, blockSize uint32, latencyNs int64) {
 	case OpRead:
 		s.readBytes.Add(req.Bytes(blockSize))
 		s.readLatencyNs.Add(uint64(latencyNs))
+		s.readLatency[latencyBucket(latencyNs)].Add(1)
 	case OpWrite:
 		s.writeBytes.Add(req.Bytes(blockSize))
 		s.writeLatencyNs.Add(uint64(latencyNs))
+		s.writeLatency[latencyBucket(latencyNs)].Add(1)
 	}
 }
 
 func (s *channelStats) load() Stats {
-	return Stats{
+	st := Stats{
 		ReadOps: s.ops[OpRead].Load(), WriteOps: s.ops[OpWrite].Load(), FlushOps: s.ops[OpFlush].Load(),
 		ZeroOps: s.ops[OpWriteZeroes].Load(), UnmapOps: s.ops[OpUnmap].Load(),
 		ReadBytes: s.readBytes.Load(), WriteBytes: s.writeBytes.Load(),
 		ReadLatencyNs: s.readLatencyNs.Load(), WriteLatencyNs: s.writeLatencyNs.Load(),
 		Errors: s.errors.Load(),
 	}
+	for i := range st.ReadLatency {
+		st.ReadLatency[i] = s.readLatency[i].Load()
+		st.WriteLatency[i] = s.writeLatency[i].Load()
+	}
+	return st
 }
 
 type statsTracker interface {

@@ -312,6 +312,14 @@ func (s *suite) stats(t *testing.T) {
 	require.Equal(t, before.UnmapOps+1, d.UnmapOps)
 	require.Equal(t, before.Errors+1, d.Errors)
 	require.Greater(t, d.ReadLatencyNs, before.ReadLatencyNs)
+	count := func(h bdev.LatencyHistogram) (n uint64) {
+		for _, c := range h {
+			n += c
+		}
+		return n
+	}
+	require.Equal(t, count(before.ReadLatency)+2, count(d.ReadLatency), "each read lands in one latency bucket")
+	require.Equal(t, count(before.WriteLatency)+1, count(d.WriteLatency))
 }
 
 func (s *suite) closedChannel(t *testing.T) {
