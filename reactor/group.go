@@ -13,8 +13,16 @@ type Group struct {
 	reactors []*Reactor
 }
 
-// AllowedCores returns the CPUs this process may run on, in order.
+// AllowedCores returns the CPUs this process may run on, in order: the
+// affinity it started with. Taken once at start-up, on the main thread:
+// the mask of whatever thread asks later may be a reactor's single core.
 func AllowedCores() ([]int, error) {
+	return slices.Clone(startupCores), startupCoresErr
+}
+
+var startupCores, startupCoresErr = threadCores()
+
+func threadCores() ([]int, error) {
 	var set unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &set); err != nil {
 		return nil, fmt.Errorf("reactor: sched_getaffinity: %w", err)

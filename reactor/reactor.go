@@ -195,8 +195,11 @@ func (r *Reactor) Counters() Counters {
 }
 
 func (r *Reactor) run(ready chan<- error) {
+	// Never unlocked: the goroutine exits locked, so the runtime ends the
+	// thread with it. Returned to the scheduler, a thread pinned to one
+	// core would run other goroutines there, and threads it spawned would
+	// inherit the one-core mask.
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	defer close(r.done)
 	if err := r.setup(); err != nil {
 		ready <- err

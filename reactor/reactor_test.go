@@ -44,6 +44,40 @@ func TestReactorsPinnedToTheirCores(t *testing.T) {
 	}
 }
 
+// A stopped reactor's pinned thread must not go back to the Go scheduler:
+// goroutines it ran later (and threads it spawned) would be stuck on one
+// core, and AllowedCores called there would see a one-core process.
+func TestStoppedReactorsLeaveNoPinnedThreads(t *testing.T) {
+	want, err := AllowedCores()
+	require.NoError(t, err)
+	if len(want) < 2 {
+		t.Skip("needs two CPUs to tell a pinned thread from the process's set")
+	}
+	for range 5 {
+		g, err := StartGroup(nil, Config{})
+		require.NoError(t, err)
+		g.Stop()
+	}
+	// Occupy many threads at once, so idle ones are all reused.
+	var wg sync.WaitGroup
+	sets := make([]unix.CPUSet, 32)
+	for i := range sets {
+		wg.Go(func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			_ = unix.SchedGetaffinity(0, &sets[i])
+			time.Sleep(20 * time.Millisecond)
+		})
+	}
+	wg.Wait()
+	for i, set := range sets {
+		require.Equal(t, len(want), set.Count(), "goroutine %d ran on a thread pinned to one core", i)
+	}
+	got, err := AllowedCores()
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+}
+
 func TestBadCoreRefused(t *testing.T) {
 	_, err := StartGroup([]int{4095}, Config{})
 	require.ErrorContains(t, err, "not in this process's CPU set")
