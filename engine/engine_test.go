@@ -288,7 +288,7 @@ func TestShares(t *testing.T) {
 	require.ErrorIs(t, err, engine.ErrConflict)
 	require.ErrorContains(t, err, "is used by the share of volume \"v\"")
 
-	f.x.SetConnections("nqn.2024-01.io.strata:v", 3)
+	f.x.SetSessions("nqn.2024-01.io.strata:v", 3, 1)
 	sh, err = e.Share("v")
 	require.NoError(t, err)
 	require.Equal(t, 3, sh.Connections)

@@ -37,6 +37,9 @@ type Exporter interface {
 	// pairs) subsystem nqn has now; 0 for an unknown NQN. Safe to call at
 	// any time from any goroutine: status and metrics read it.
 	Connections(nqn string) int
+	// Controllers returns how many controllers (host sessions) subsystem
+	// nqn has now; 0 for an unknown NQN. Safe to call at any time.
+	Controllers(nqn string) int
 }
 
 // SubsystemSpec describes one exported NVM subsystem.

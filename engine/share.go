@@ -46,6 +46,7 @@ type Share struct {
 	State         string   `json:"state"`
 	Error         string   `json:"error,omitempty"`
 	Connections   int      `json:"connections"`
+	Controllers   int      `json:"controllers"`
 }
 
 func (e *Engine) shareView(name string) Share {
@@ -59,6 +60,7 @@ func (e *Engine) shareView(name string) Share {
 	switch {
 	case ls.exported:
 		out.Connections = e.cfg.Exporter.Connections(sh.NQN)
+		out.Controllers = e.cfg.Exporter.Controllers(sh.NQN)
 	case errors.Is(ls.err, ErrTargetUnavailable):
 		out.State, out.Error = StateUnavailable, ls.err.Error()
 	default:

@@ -215,15 +215,21 @@ func (e *Engine) Status() Status {
 	return st
 }
 
-// ShareConnections returns each exported share's connection count, by
-// share name.
-func (e *Engine) ShareConnections() map[string]int {
+// Sessions are a share's live host sessions.
+type Sessions struct {
+	Connections int // queue pairs, admin and I/O
+	Controllers int
+}
+
+// ShareSessions returns each exported share's sessions, by share name.
+func (e *Engine) ShareSessions() map[string]Sessions {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	out := map[string]int{}
+	out := map[string]Sessions{}
 	for name, ls := range e.shares {
 		if ls.exported {
-			out[name] = e.cfg.Exporter.Connections(e.st.shares[name].NQN)
+			nqn := e.st.shares[name].NQN
+			out[name] = Sessions{Connections: e.cfg.Exporter.Connections(nqn), Controllers: e.cfg.Exporter.Controllers(nqn)}
 		}
 	}
 	return out

@@ -2,15 +2,17 @@
 // reads the counters the engine and the reactors already keep when
 // Prometheus scrapes, so metrics cost nothing on the I/O path.
 //
-// Latency is exported as sums of seconds (strata_volume_read_latency_
-// seconds_total and its write twin) beside the operation counts: the
-// devices keep sums, not distributions, and a histogram would need an
-// update per I/O. rate(latency_seconds_total)/rate(ops_total) is the mean
-// latency over any window.
+// Latency is exported as histograms (strata_volume_read_latency_seconds
+// and its write twin) built from the buckets every device channel keeps
+// (bdev.LatencyHistogram: doubling from 8 µs), so histogram_quantile works
+// and the I/O path pays one atomic add per request for it.
 package metrics
 
 import (
 	"strconv"
+
+	"github.com/strata-storage/strata/bdev"
+	"github.com/strata-storage/strata/nvmeof/target"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -35,8 +37,8 @@ var (
 	volUnmapOps     = desc("volume_unmap_ops_total", "Unmaps (deallocations) completed successfully.", volumeLabels...)
 	volReadBytes    = desc("volume_read_bytes_total", "Bytes read.", volumeLabels...)
 	volWriteBytes   = desc("volume_write_bytes_total", "Bytes written.", volumeLabels...)
-	volReadLatency  = desc("volume_read_latency_seconds_total", "Sum of read latencies, submit to completion.", volumeLabels...)
-	volWriteLatency = desc("volume_write_latency_seconds_total", "Sum of write latencies, submit to completion.", volumeLabels...)
+	volReadLatency  = desc("volume_read_latency_seconds", "Read latency, submit to completion.", volumeLabels...)
+	volWriteLatency = desc("volume_write_latency_seconds", "Write latency, submit to completion.", volumeLabels...)
 	volErrors       = desc("volume_errors_total", "Requests that failed, of any operation.", volumeLabels...)
 	volSize         = desc("volume_size_bytes", "Volume size.", volumeLabels...)
 	volUp           = desc("volume_up", "1 when the volume is online, 0 when faulted.", volumeLabels...)
@@ -52,9 +54,39 @@ var (
 	poolFree     = desc("pool_free_bytes", "Unallocated pool space.", "pool")
 	poolUp       = desc("pool_up", "1 when the pool's device is open, 0 when faulted.", "pool")
 
-	shareConnections = desc("share_connections", "Host connections to the share's subsystem.", "share")
+	shareConnections = desc("share_connections", "Host connections (admin and I/O queue pairs) to the share's subsystem.", "share")
+	shareControllers = desc("share_controllers", "Controllers (host sessions) of the share's subsystem.", "share")
 	targetAvailable  = desc("target_available", "1 when an NVMe-oF target serves shares.")
+
+	targetConnections   = desc("nvmeof_connections", "Open NVMe/TCP connections, of every subsystem and discovery.")
+	targetControllers   = desc("nvmeof_controllers", "Live NVMe-oF controllers, of every subsystem.")
+	targetFailed        = desc("nvmeof_failed_commands_total", "Commands completed with an error status, by status.", "status", "sct", "sc")
+	targetFatalPDU      = desc("nvmeof_fatal_pdu_errors_total", "Connections closed for a malformed or out-of-spec PDU.")
+	targetKeepAliveLost = desc("nvmeof_keep_alive_expiries_total", "Controllers torn down because their host went silent past the keep-alive timeout.")
 )
+
+// latencyBounds are the histogram bucket upper bounds in seconds.
+var latencyBounds = func() []float64 {
+	b := make([]float64, bdev.LatencyBuckets-1)
+	for i := range b {
+		b[i] = float64(bdev.LatencyBucketBound(i)) / 1e9
+	}
+	return b
+}()
+
+// latencyHistogram turns a device's latency buckets into a Prometheus
+// histogram: cumulative counts by upper bound, and the sum.
+func latencyHistogram(d *prometheus.Desc, h bdev.LatencyHistogram, sumNs uint64, labels ...string) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(latencyBounds))
+	var n uint64
+	for i, c := range h {
+		n += c
+		if i < len(latencyBounds) {
+			buckets[latencyBounds[i]] = n
+		}
+	}
+	return prometheus.MustNewConstHistogram(d, n, float64(sumNs)/1e9, buckets, labels...)
+}
 
 // Collector reads the engine's counters at scrape time.
 type Collector struct{ e *engine.Engine }
@@ -68,7 +100,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		volReadOps, volWriteOps, volFlushOps, volZeroOps, volUnmapOps, volReadBytes, volWriteBytes,
 		volReadLatency, volWriteLatency, volErrors, volSize, volUp,
 		reactorBusy, reactorIdle, reactorSubmitted, reactorCompleted, reactorTasks, reactorWakeups,
-		poolCapacity, poolFree, poolUp, shareConnections, targetAvailable,
+		poolCapacity, poolFree, poolUp, shareConnections, shareControllers, targetAvailable,
 	} {
 		ch <- d
 	}
@@ -91,8 +123,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(volUnmapOps, float64(s.UnmapOps), l...)
 		counter(volReadBytes, float64(s.ReadBytes), l...)
 		counter(volWriteBytes, float64(s.WriteBytes), l...)
-		counter(volReadLatency, float64(s.ReadLatencyNs)/1e9, l...)
-		counter(volWriteLatency, float64(s.WriteLatencyNs)/1e9, l...)
+		ch <- latencyHistogram(volReadLatency, s.ReadLatency, s.ReadLatencyNs, l...)
+		ch <- latencyHistogram(volWriteLatency, s.WriteLatency, s.WriteLatencyNs, l...)
 		counter(volErrors, float64(s.Errors), l...)
 		gauge(volSize, float64(v.SizeBytes), l...)
 		gauge(volUp, boolValue(v.Online), l...)
@@ -111,8 +143,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(poolFree, float64(p.FreeBytes), p.Name)
 		gauge(poolUp, boolValue(p.State == engine.StateOnline), p.Name)
 	}
-	for share, n := range c.e.ShareConnections() {
-		gauge(shareConnections, float64(n), share)
+	for share, n := range c.e.ShareSessions() {
+		gauge(shareConnections, float64(n.Connections), share)
+		gauge(shareControllers, float64(n.Controllers), share)
 	}
 	gauge(targetAvailable, boolValue(c.e.ExporterAvailable()))
 }
@@ -124,6 +157,32 @@ func boolValue(b bool) float64 {
 	return 0
 }
 
+// TargetCollector reads the NVMe/TCP target's counters at scrape time.
+type TargetCollector struct{ t *target.Target }
+
+// NewTargetCollector returns a collector of t.
+func NewTargetCollector(t *target.Target) *TargetCollector { return &TargetCollector{t: t} }
+
+// Describe implements prometheus.Collector.
+func (c *TargetCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{targetConnections, targetControllers, targetFailed, targetFatalPDU, targetKeepAliveLost} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *TargetCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.t.Stats()
+	ch <- prometheus.MustNewConstMetric(targetConnections, prometheus.GaugeValue, float64(st.Connections))
+	ch <- prometheus.MustNewConstMetric(targetControllers, prometheus.GaugeValue, float64(st.Controllers))
+	ch <- prometheus.MustNewConstMetric(targetFatalPDU, prometheus.CounterValue, float64(st.FatalPDUErrors))
+	ch <- prometheus.MustNewConstMetric(targetKeepAliveLost, prometheus.CounterValue, float64(st.KeepAliveExpiries))
+	for status, n := range c.t.FailedCommands() {
+		ch <- prometheus.MustNewConstMetric(targetFailed, prometheus.CounterValue, float64(n),
+			status.Name(), strconv.Itoa(int(status.Type())), strconv.Itoa(int(status.Code())))
+	}
+}
+
 // APIErrors counts the control API's error answers by code
 // (strata_api_errors_total{code}); Inc fits api.Options.OnError.
 type APIErrors struct{ vec *prometheus.CounterVec }
@@ -131,14 +190,18 @@ type APIErrors struct{ vec *prometheus.CounterVec }
 // Inc counts one error answer of code.
 func (a *APIErrors) Inc(code string) { a.vec.WithLabelValues(code).Inc() }
 
-// NewRegistry returns a registry with the engine's collector, the API
-// error counter, and the Go runtime and process collectors.
-func NewRegistry(e *engine.Engine) (*prometheus.Registry, *APIErrors) {
+// NewRegistry returns a registry with the engine's collector, the target's
+// (when t is not nil), the API error counter, and the Go runtime and
+// process collectors.
+func NewRegistry(e *engine.Engine, t *target.Target) (*prometheus.Registry, *APIErrors) {
 	reg := prometheus.NewRegistry()
 	apiErrors := &APIErrors{vec: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "api_errors_total", Help: "Control API requests answered with an error, by error code.",
 	}, []string{"code"})}
 	reg.MustRegister(NewCollector(e), apiErrors.vec,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if t != nil {
+		reg.MustRegister(NewTargetCollector(t))
+	}
 	return reg, apiErrors
 }

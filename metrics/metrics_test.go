@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,6 +42,16 @@ func sample(t *testing.T, g prometheus.Gatherer) map[string]float64 {
 				out[key] = m.Counter.GetValue()
 			case m.Gauge != nil:
 				out[key] = m.Gauge.GetValue()
+			case m.Histogram != nil:
+				h := m.Histogram
+				out[mf.GetName()+"_count{"+strings.Join(labels, ",")+"}"] = float64(h.GetSampleCount())
+				out[mf.GetName()+"_sum{"+strings.Join(labels, ",")+"}"] = h.GetSampleSum()
+				for _, b := range h.GetBucket() {
+					le := strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64)
+					bl := append(slices.Clone(labels), "le="+le)
+					sort.Strings(bl)
+					out[mf.GetName()+"_bucket{"+strings.Join(bl, ",")+"}"] = float64(b.GetCumulativeCount())
+				}
 			}
 		}
 	}
@@ -62,9 +73,9 @@ func TestVolumeCountersShowExactlyTheIO(t *testing.T) {
 	require.NoError(t, err)
 	_, _, err = e.CreateShare(ctx, engine.ShareSpec{Volume: "idle", NQN: "nqn.2024-01.io.strata:idle", Listeners: []string{"127.0.0.1:4420"}, AllowAnyHost: true})
 	require.NoError(t, err)
-	x.SetConnections("nqn.2024-01.io.strata:idle", 2)
+	x.SetSessions("nqn.2024-01.io.strata:idle", 2, 1)
 
-	reg, apiErrors := metrics.NewRegistry(e)
+	reg, apiErrors := metrics.NewRegistry(e, nil)
 	apiErrors.Inc("conflict")
 	apiErrors.Inc("conflict")
 	before := sample(t, reg)
@@ -94,9 +105,15 @@ func TestVolumeCountersShowExactlyTheIO(t *testing.T) {
 	require.Equal(t, 1.0, v("strata_volume_write_zeroes_ops_total"))
 	require.Equal(t, 1.0, v("strata_volume_unmap_ops_total"))
 	require.Equal(t, 1.0, v("strata_volume_errors_total"))
-	require.Greater(t, v("strata_volume_read_latency_seconds_total"), 0.0)
-	require.Greater(t, v("strata_volume_write_latency_seconds_total"), 0.0)
-	require.Less(t, v("strata_volume_write_latency_seconds_total"), 5.0)
+	require.Equal(t, 3.0, v("strata_volume_read_latency_seconds_count"), "the histogram counts successful reads only")
+	require.Equal(t, 7.0, v("strata_volume_write_latency_seconds_count"))
+	require.Greater(t, v("strata_volume_read_latency_seconds_sum"), 0.0)
+	require.Greater(t, v("strata_volume_write_latency_seconds_sum"), 0.0)
+	require.Less(t, v("strata_volume_write_latency_seconds_sum"), 5.0)
+	// Buckets are cumulative and end with every write.
+	require.Equal(t, 7.0, after["strata_volume_write_latency_seconds_bucket{le=4.194304,pool=p,volume=v}"])
+	require.LessOrEqual(t, after["strata_volume_write_latency_seconds_bucket{le=8e-06,pool=p,volume=v}"],
+		after["strata_volume_write_latency_seconds_bucket{le=1.6e-05,pool=p,volume=v}"])
 	require.Equal(t, 0.0, before["strata_volume_write_ops_total{pool=p,volume=v}"], "a new volume starts at zero")
 	require.Equal(t, 0.0, after["strata_volume_write_ops_total{pool=p,volume=idle}"], "other volumes see none of it")
 	require.Equal(t, float64(4<<20), after["strata_volume_size_bytes{pool=p,volume=v}"])
@@ -105,6 +122,7 @@ func TestVolumeCountersShowExactlyTheIO(t *testing.T) {
 	require.Equal(t, float64(11<<20), after["strata_pool_free_bytes{pool=p}"])
 	require.Equal(t, 1.0, after["strata_pool_up{pool=p}"])
 	require.Equal(t, 2.0, after["strata_share_connections{share=idle}"])
+	require.Equal(t, 1.0, after["strata_share_controllers{share=idle}"])
 	require.Equal(t, 1.0, after["strata_target_available{}"])
 	require.Equal(t, 2.0, after["strata_api_errors_total{code=conflict}"])
 	for i := range g.Len() {
@@ -138,7 +156,7 @@ func TestExposition(t *testing.T) {
 	t.Cleanup(func() { require.NoError(t, e.Close()) })
 	_, _, err = e.CreatePool(context.Background(), engine.PoolSpec{Name: "p", URI: "null:///?size=1GiB"})
 	require.NoError(t, err)
-	reg, _ := metrics.NewRegistry(e)
+	reg, _ := metrics.NewRegistry(e, nil)
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP strata_pool_capacity_bytes Pool capacity.
 # TYPE strata_pool_capacity_bytes gauge

@@ -23,13 +23,14 @@ type Exporter struct {
 	subs  map[string]engine.SubsystemSpec
 	chans map[string]*bdev.Channel
 	conns map[string]int
+	ctrls map[string]int
 	fail  error
 	calls []string
 }
 
 // NewExporter returns a fake target opening its channels on r.
 func NewExporter(r *reactor.Reactor) *Exporter {
-	return &Exporter{R: r, subs: map[string]engine.SubsystemSpec{}, chans: map[string]*bdev.Channel{}, conns: map[string]int{}}
+	return &Exporter{R: r, subs: map[string]engine.SubsystemSpec{}, chans: map[string]*bdev.Channel{}, conns: map[string]int{}, ctrls: map[string]int{}}
 }
 
 // FailNext makes the next call fail with err.
@@ -39,11 +40,11 @@ func (x *Exporter) FailNext(err error) {
 	x.fail = err
 }
 
-// SetConnections sets what Connections reports for nqn.
-func (x *Exporter) SetConnections(nqn string, n int) {
+// SetSessions sets what Connections and Controllers report for nqn.
+func (x *Exporter) SetSessions(nqn string, connections, controllers int) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.conns[nqn] = n
+	x.conns[nqn], x.ctrls[nqn] = connections, controllers
 }
 
 // Subsystem returns the spec exported as nqn.
@@ -156,6 +157,13 @@ func (x *Exporter) ResizeNamespace(_ context.Context, nqn string, nsid uint32, d
 	spec.Namespaces[0].Device = dev
 	x.subs[nqn] = spec
 	return nil
+}
+
+// Controllers implements engine.Exporter.
+func (x *Exporter) Controllers(nqn string) int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.ctrls[nqn]
 }
 
 // Connections implements engine.Exporter.

@@ -5,6 +5,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -23,6 +24,8 @@ import (
 
 	"github.com/strata-storage/strata/api"
 	"github.com/strata-storage/strata/engine"
+	"github.com/strata-storage/strata/nvmeof/host"
+	"github.com/strata-storage/strata/nvmeof/nvme"
 )
 
 // strataBin is the binary built once for the package's tests.
@@ -174,7 +177,7 @@ func TestCLIFlowsAndRestartAfterKill(t *testing.T) {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "api.sock")
 	data := filepath.Join(dir, "data")
-	d := startServe(t, nil, "--data-dir", data, "--api-socket", sock, "--cores", "0")
+	d := startServe(t, nil, "--data-dir", data, "--api-socket", sock, "--cores", "0", "--discovery-port", "0")
 	d.waitReady(t, sock)
 
 	// Pools.
@@ -211,11 +214,20 @@ func TestCLIFlowsAndRestartAfterKill(t *testing.T) {
 	require.Regexp(t, `(?m)^v1\s+p\s+16 MiB\s+online\s+-\s+`+v1.UUID, out)
 	strataOK(t, sock, "host", "add", "h1", "--nqn", "nqn.2024-01.io.example:h1")
 
-	// Sharing needs the target, which this build does not have.
-	code, _, errOut = strata(t, sock, "share", "add", "v1", "--nqn", "nqn.2024-01.io.strata:v1", "--listen", "127.0.0.1:4420")
+	// Share v1 with h1 only, and write through NVMe/TCP as h1.
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	const shareNQN = "nqn.2024-01.io.strata:v1"
+	out = strataOK(t, sock, "share", "add", "v1", "--nqn", shareNQN, "--listen", listen, "--host", "nqn.2024-01.io.example:h1")
+	require.Equal(t, "share v1 created: "+shareNQN+" on "+listen+", nqn.2024-01.io.example:h1\n", out)
+	code, _, errOut = strata(t, sock, "host", "remove", "h1")
 	require.Equal(t, ExitError, code)
-	require.Contains(t, errOut, "NVMe-oF target not available")
-	require.Contains(t, strataOK(t, sock, "share", "list"), "NAME")
+	require.Contains(t, errOut, "allowed by shares v1")
+	_, err := host.Connect(testCtx(t), listen, shareNQN, host.Config{HostNQN: "nqn.2024-01.io.example:intruder"})
+	require.ErrorIs(t, err, nvme.ConnectInvalidHost)
+	pattern := writeThroughTarget(t, listen, shareNQN, "nqn.2024-01.io.example:h1")
+	require.Regexp(t, `(?m)^v1\s+`+shareNQN+`\s+`+listen+`\s+nqn.2024-01.io.example:h1\s+exported\s+0\s*$`, strataOK(t, sock, "share", "list"))
+	shares := strataJSON[api.ShareList](t, sock, "share", "list")
+
 	st := strataJSON[api.StatusResponse](t, sock, "status")
 	require.Len(t, st.Reactors, 1)
 	require.Equal(t, 0, st.Reactors[0].Core)
@@ -233,13 +245,22 @@ func TestCLIFlowsAndRestartAfterKill(t *testing.T) {
 	require.Equal(t, ExitUnreachable, code, "%s", errOut)
 	require.Contains(t, errOut, "unreachable")
 
-	d = startServe(t, nil, "--data-dir", data, "--api-socket", sock, "--cores", "0")
+	d = startServe(t, nil, "--data-dir", data, "--api-socket", sock, "--cores", "0", "--discovery-port", "0")
 	d.waitReady(t, sock) // the stale socket was replaced
 	require.Equal(t, vols, strataJSON[api.VolumeList](t, sock, "volume", "list"), "same volumes, UUIDs and serials")
 	require.Equal(t, hosts, strataJSON[api.HostList](t, sock, "host", "list"))
 	require.Equal(t, pools, strataJSON[api.PoolList](t, sock, "pool", "list"))
+	require.Equal(t, shares, strataJSON[api.ShareList](t, sock, "share", "list"), "the share is exported again")
+	require.Equal(t, pattern, readThroughTarget(t, listen, shareNQN, "nqn.2024-01.io.example:h1", len(pattern)),
+		"data acknowledged over NVMe/TCP survives kill -9")
 
 	// Deletes and their refusals.
+	code, _, errOut = strata(t, sock, "volume", "delete", "v1")
+	require.Equal(t, ExitError, code)
+	require.Contains(t, errOut, "remove the share first")
+	require.Equal(t, "share v1 deleted\n", strataOK(t, sock, "share", "remove", "v1"))
+	_, err = net.DialTimeout("tcp", listen, time.Second)
+	require.Error(t, err, "the listener closes with its last share")
 	code, _, errOut = strata(t, sock, "pool", "delete", "p")
 	require.Equal(t, ExitError, code)
 	require.Contains(t, errOut, "holds 2 volumes")
@@ -254,7 +275,7 @@ func TestCLIFlowsAndRestartAfterKill(t *testing.T) {
 	d.signal(t, syscall.SIGTERM)
 	require.Equal(t, 0, d.wait(t), "stderr:\n%s", d.stderr)
 	require.Contains(t, d.stderr.String(), "msg=stopped")
-	_, err := os.Stat(sock)
+	_, err = os.Stat(sock)
 	require.ErrorIs(t, err, os.ErrNotExist, "the socket is removed on a clean stop")
 }
 
@@ -406,14 +427,25 @@ func TestSdNotify(t *testing.T) {
 // reuses the state.
 func TestServeDev(t *testing.T) {
 	dir := t.TempDir()
-	d := startServe(t, nil, "--dev", "--data-dir", dir, "--metrics-listen", "127.0.0.1:0", "--cores", "0")
+	port, discPort := freePort(t), freePort(t)
+	listen := fmt.Sprintf("127.0.0.1:%d", port)
+	args := []string{"--dev", "--data-dir", dir, "--metrics-listen", "127.0.0.1:0", "--cores", "0",
+		"--dev-listen", listen, "--discovery-port", fmt.Sprint(discPort)}
+	d := startServe(t, nil, args...)
 	sock := filepath.Join(dir, "strata.sock")
 	d.waitReady(t, sock)
 	require.Eventually(t, func() bool { return strings.Contains(d.stdout.String(), "Ctrl-C") }, 10*time.Second, 10*time.Millisecond)
 	banner := d.stdout.String()
-	require.Contains(t, banner, "nvme connect -t tcp -a 127.0.0.1 -s 4420 -n nqn.2024-01.io.strata:dev\n")
-	require.Contains(t, banner, "not served yet")
-	require.Contains(t, d.stderr.String(), "NVMe-oF target is not available")
+	require.Contains(t, banner, fmt.Sprintf("nvme connect -t tcp -a 127.0.0.1 -s %d -n nqn.2024-01.io.strata:dev\n", port))
+	require.Contains(t, banner, fmt.Sprintf("nvme discover -t tcp -a 127.0.0.1 -s %d\n", discPort))
+	entries, err := host.Discover(testCtx(t), fmt.Sprintf("127.0.0.1:%d", discPort), host.Config{})
+	require.NoError(t, err)
+	var subs []string
+	for _, e := range entries {
+		subs = append(subs, e.SubNQN)
+	}
+	require.Contains(t, subs, "nqn.2024-01.io.strata:dev")
+	pattern := writeThroughTarget(t, listen, "nqn.2024-01.io.strata:dev", "nqn.2024-01.io.example:dev-host")
 	m := regexp.MustCompile(`metrics:\s+(http://127\.0\.0\.1:\d+/metrics)`).FindStringSubmatch(banner)
 	require.NotNil(t, m, banner)
 	resp, err := http.Get(m[1])
@@ -422,6 +454,7 @@ func TestServeDev(t *testing.T) {
 	body.ReadFrom(resp.Body)
 	resp.Body.Close()
 	require.Contains(t, body.String(), `strata_volume_size_bytes{pool="dev",volume="vol0"} 5.36870912e+08`)
+	require.Contains(t, body.String(), fmt.Sprintf(`strata_volume_write_bytes_total{pool="dev",volume="vol0"} %d`, len(pattern)))
 	require.Contains(t, body.String(), `strata_pool_capacity_bytes{pool="dev"} 1.073741824e+09`)
 	resp, err = http.Get(strings.Replace(m[1], "/metrics", "/v1/pools", 1))
 	require.NoError(t, err)
@@ -440,10 +473,70 @@ func TestServeDev(t *testing.T) {
 	d.signal(t, syscall.SIGINT)
 	require.Equal(t, 0, d.wait(t), "stderr:\n%s", d.stderr)
 
-	d = startServe(t, nil, "--dev", "--data-dir", dir, "--metrics-listen", "127.0.0.1:0", "--cores", "0")
+	d = startServe(t, nil, args...)
 	d.waitReady(t, sock)
 	require.Equal(t, vols, strataJSON[api.VolumeList](t, sock, "volume", "list"), "the state is reused, not recreated")
+	require.Equal(t, pattern, readThroughTarget(t, listen, "nqn.2024-01.io.strata:dev", "nqn.2024-01.io.example:dev-host", len(pattern)))
 	require.NotContains(t, d.stderr.String(), "development setup created")
 	d.signal(t, syscall.SIGTERM)
 	require.Equal(t, 0, d.wait(t))
+}
+
+// freePort returns a loopback TCP port nobody listens on right now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// rw runs one read or write on namespace 1 through a fresh connection.
+func rw(t *testing.T, addr, subNQN, hostNQN string, write bool, buf []byte) {
+	t.Helper()
+	c, err := host.Connect(testCtx(t), addr, subNQN, host.Config{HostNQN: hostNQN})
+	require.NoError(t, err)
+	defer c.Close()
+	ns, err := c.Namespace(testCtx(t), 1)
+	require.NoError(t, err)
+	var req host.Request
+	blocks := uint32(len(buf) / int(ns.BlockSize()))
+	if write {
+		req.SetWrite(1, 0, blocks, false, buf)
+	} else {
+		req.SetRead(1, 0, blocks, buf)
+	}
+	done := make(chan struct{})
+	req.Callback = func(*host.Request) { close(done) }
+	c.IOQueues()[0].Submit(&req)
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("NVMe request timed out")
+	}
+	require.NoError(t, req.Err)
+	require.True(t, req.Status.OK(), req.Status)
+}
+
+// writeThroughTarget writes 128 KiB (MDTS) of random data at the start of the
+// namespace and returns it.
+func writeThroughTarget(t *testing.T, addr, subNQN, hostNQN string) []byte {
+	t.Helper()
+	pattern := make([]byte, 128<<10)
+	rand.Read(pattern)
+	rw(t, addr, subNQN, hostNQN, true, pattern)
+	return pattern
+}
+
+func readThroughTarget(t *testing.T, addr, subNQN, hostNQN string, n int) []byte {
+	t.Helper()
+	buf := make([]byte, n)
+	rw(t, addr, subNQN, hostNQN, false, buf)
+	return buf
 }

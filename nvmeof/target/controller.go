@@ -124,7 +124,11 @@ func (c *Controller) queueGone(q *conn) {
 			c.sub.releaseControllerID(c.id)
 		}
 		close(c.done)
-		q.log.Info("controller destroyed", "cntlid", c.id)
+		sub := nqn.Discovery
+		if c.sub != nil {
+			sub = c.sub.NQN()
+		}
+		c.t.log.Info("controller destroyed", "host", c.hostNQN, "subsystem", sub, "cntlid", c.id)
 	}
 }
 
