@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -54,6 +55,21 @@ type Job struct {
 	// checks every block read; the span must be prefilled (Prefill).
 	Verify bool
 	Seed   uint64
+	// Progress, when set, is updated as I/Os complete, for a live display.
+	Progress *Progress
+}
+
+// Progress counts what a running job has completed so far. The workers add
+// to it from their completion paths; anyone may read it.
+type Progress struct {
+	IOs, Bytes atomic.Uint64
+}
+
+func (p *Progress) add(bytes int) {
+	if p != nil {
+		p.IOs.Add(1)
+		p.Bytes.Add(uint64(bytes))
+	}
 }
 
 // Validate checks the job against a device of blockSize bytes per block and

@@ -151,6 +151,7 @@ func (w *localWorker) callback(req *bdev.Request) {
 	} else {
 		w.hist.Record(now - req.Tag)
 		w.bytes += uint64(len(req.Buf))
+		w.job.Progress.add(len(req.Buf))
 		if req.Op == bdev.OpRead && w.job.Verify {
 			for b := range uint64(w.perIO) {
 				if !Check(req.Buf[b*w.devBlock:(b+1)*w.devBlock], req.LBA+b, w.job.Seed) {

@@ -187,6 +187,7 @@ func (w *remoteWorker) callback(req *host.Request) {
 	default:
 		w.hist.Record(now - req.Tag>>16)
 		w.bytes += uint64(len(req.Buf))
+		w.job.Progress.add(len(req.Buf))
 		if !req.ToController && w.job.Verify {
 			w.verify(req)
 		}

@@ -6,7 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/strata-storage/strata/bdev"
 	"github.com/strata-storage/strata/bdev/file"
@@ -64,6 +67,11 @@ func perf(args []string, stdout, stderr io.Writer) int {
 	if *output != "text" && *output != "json" {
 		fmt.Fprintf(stderr, "strata perf: -o %q: want text or json\n", *output)
 		return ExitUsage
+	}
+	if f, ok := stderr.(*os.File); ok && isTerminal(f) {
+		job.Progress = new(bench.Progress)
+		stop := showProgress(f, job.Progress, time.Second)
+		defer stop()
 	}
 	var res bench.Result
 	if *targetAddr != "" {
@@ -154,7 +162,7 @@ func runRemotePerf(addr, subNQN string, nsid uint32, queues int, digests bool, j
 	ns := bench.Namespace{ID: nsid, BlockSize: id.BlockSize(), Blocks: id.Blocks()}
 	if job.Verify {
 		fill := job
-		fill.Pattern, fill.Duration = bench.Write, 0
+		fill.Pattern, fill.Duration, fill.Progress = bench.Write, 0, nil
 		fill.IOs = job.Span / uint64(job.BlockSize)
 		if job.Span == 0 {
 			fill.IOs = ns.Blocks * uint64(ns.BlockSize) / uint64(job.BlockSize)
@@ -164,4 +172,50 @@ func runRemotePerf(addr, subNQN string, nsid uint32, queues int, digests bool, j
 		}
 	}
 	return bench.RunRemote(c.IOQueues(), ns, job)
+}
+
+// isTerminal reports whether f is a terminal: the live progress line is
+// for people, not for pipes and files.
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// showProgress rewrites one line on w every interval with the rates since
+// the last one, until the returned function is called, which clears it.
+func showProgress(w io.Writer, p *bench.Progress, interval time.Duration) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		start, last := time.Now(), time.Now()
+		var lastIOs, lastBytes uint64
+		for {
+			select {
+			case <-done:
+				fmt.Fprint(w, "\r\033[K")
+				return
+			case now := <-t.C:
+				ios, bytes := p.IOs.Load(), p.Bytes.Load()
+				fmt.Fprint(w, progressLine(now.Sub(start), now.Sub(last), ios-lastIOs, bytes-lastBytes))
+				last, lastIOs, lastBytes = now, ios, bytes
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}
+
+// progressLine formats one progress update: ios and bytes done in the
+// last dt, at elapsed since the start.
+func progressLine(elapsed, dt time.Duration, ios, bytes uint64) string {
+	s := dt.Seconds()
+	if s <= 0 {
+		s = 1
+	}
+	return fmt.Sprintf("\r\033[K[%5.0fs] %10.0f IOPS %9.1f MiB/s", elapsed.Seconds(), float64(ios)/s, float64(bytes)/s/(1<<20))
 }
