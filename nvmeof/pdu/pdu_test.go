@@ -79,7 +79,7 @@ func TestTermReq(t *testing.T) {
 	require.Equal(t, "PDU(200)", Type(200).String())
 }
 
-func capsule(t *testing.T, data []byte, hdgst, ddgst bool) []byte {
+func capsule(t testing.TB, data []byte, hdgst, ddgst bool) []byte {
 	b := make([]byte, MaxHeaderSize+len(data)+8)
 	sqe := CapsuleCmd(b).SQE()
 	sqe.SetOpcode(1)
