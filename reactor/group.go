@@ -3,6 +3,8 @@ package reactor
 import (
 	"errors"
 	"fmt"
+	"os"
+	"runtime"
 	"slices"
 
 	"golang.org/x/sys/unix"
@@ -49,6 +51,7 @@ func StartGroup(cores []int, base Config) (*Group, error) {
 	if err != nil {
 		return nil, err
 	}
+	reserveProcs(len(allowed) + len(cores))
 	g := &Group{}
 	for i, core := range cores {
 		if core >= 0 && !slices.Contains(allowed, core) {
@@ -65,6 +68,24 @@ func StartGroup(cores []int, base Config) (*Group, error) {
 		g.reactors = append(g.reactors, r)
 	}
 	return g, nil
+}
+
+// reserveProcs raises GOMAXPROCS to n unless the user set it. A reactor
+// holds a P (a Go scheduler slot) for as long as its locked thread runs,
+// and also while it sleeps in io_uring_enter: the runtime takes a P back
+// from a blocking system call only when sysmon notices, which can take up
+// to 10 ms. With GOMAXPROCS equal to the CPU count, reactors would starve
+// the goroutines that serve connections (measured: 4 KiB reads at queue
+// depth 1 over NVMe/TCP on one core took 305 µs at p50, 90 µs with a P
+// more). So every reactor gets a P of its own on top of one per CPU. It is
+// only raised, never lowered: groups come and go within one process.
+func reserveProcs(n int) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return
+	}
+	if runtime.GOMAXPROCS(0) < n {
+		runtime.GOMAXPROCS(n)
+	}
 }
 
 // Reactors returns the group's reactors, by ID.

@@ -2,6 +2,7 @@ package reactor
 
 import (
 	"errors"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -280,4 +281,16 @@ func TestBusyPollerKeepsReactorAwake(t *testing.T) {
 	require.Eventually(t, r.sleeping.Load, 5*time.Second, time.Millisecond)
 	require.NoError(t, r.Call(func(r *Reactor) error { r.RemovePoller(p); return nil }))
 	runtime.Gosched()
+}
+
+// Reactors get Go scheduler slots of their own, so that goroutines still
+// have one per CPU while every reactor sleeps in a system call.
+func TestGroupReservesProcs(t *testing.T) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		t.Skip("GOMAXPROCS set by the environment")
+	}
+	allowed, err := AllowedCores()
+	require.NoError(t, err)
+	g := startGroup(t, nil, Config{})
+	require.GreaterOrEqual(t, runtime.GOMAXPROCS(0), len(allowed)+g.Len())
 }

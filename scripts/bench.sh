@@ -15,16 +15,17 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-3}
 CORE=${CORE:-0}
+GEN_CORE=${GEN_CORE:-1}
 DIR=${BENCH_DIR:-$PWD/.cache/bench}
 OUT=docs/benchmarks.md
 mkdir -p "$DIR" docs
-./scripts/debian-deps.sh fio
+./scripts/debian-deps.sh fio iperf3 gnuplot-nox util-linux
 make -s build
 STRATA=$PWD/bin/strata
 
 echo "== Go microbenchmarks" >&2
 micro=$(go test -run '^$' -bench . -benchmem -benchtime 1s \
-	./reactor/mpsc/ ./bench/hist/ $(go list ./nvmeof/... 2>/dev/null) 2>&1 | grep -E '^Benchmark' || true)
+	./reactor/mpsc/ ./bench/ ./bench/hist/ $(go list ./nvmeof/... 2>/dev/null) 2>&1 | grep -E '^Benchmark' || true)
 react=$(go test -run '^$' -bench 'TaskRoundTrip|SendToSleeping' -benchmem -benchtime 20000x ./reactor/ | grep -E '^Benchmark')
 idle=$(go test -run '^$' -bench IdleCPU -benchtime 3x ./reactor/ | grep -E '^Benchmark')
 
@@ -47,6 +48,8 @@ fio_run() {
 		awk -F';' -v rw="$rw" '{ if (rw ~ /write/) printf "%.0f %.1f\n", $49, $48/1024; else printf "%.0f %.1f\n", $8, $7/1024 }'
 }
 median() { sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+# jnum KEY: the number after "KEY": in the JSON on stdin.
+jnum() { awk -F'[:,]' -v k="\"$1\"" '$1 ~ k {gsub(/ /, "", $2); print $2; exit}'; }
 
 rows=""
 for store in disk tmpfs; do
@@ -68,6 +71,110 @@ for store in disk tmpfs; do
 		rows+="| $store | $rw | $sbs | $qd | $si | $sm | $fi | $fm | **$ratio** | ${s_iops[*]} / ${f_iops[*]} |"$'\n'
 	done
 done
+
+# --- 3. NVMe/TCP end to end -------------------------------------------
+echo "== NVMe/TCP on loopback" >&2
+SRV=$DIR/serve
+rm -rf "$SRV"; mkdir -p "$SRV"
+SOCK=$SRV/api.sock
+PORT=${PORT:-4420}
+taskset -c "$CORE" "$STRATA" serve --cores "$CORE" --data-dir "$SRV" --api-socket "$SOCK" \
+	--discovery-port 0 --log-level warn 2>"$SRV/serve.log" &
+SERVE_PID=$!
+trap 'kill $SERVE_PID 2>/dev/null || true; wait $SERVE_PID 2>/dev/null || true; umount "$TMPFS" 2>/dev/null || true' EXIT
+for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.1; done
+cli() { "$STRATA" --socket "$SOCK" "$@" >/dev/null; }
+FILE=$DIR/data.img # the disk file of section 2, written in full
+cli pool create nullp "null:///?size=2GiB"
+cli volume create nullv --pool nullp --size 1GiB
+cli share add nullv --nqn nqn.2024-01.io.strata:bench-null --listen "127.0.0.1:$PORT" --allow-any-host
+cli pool create filep "uring://$FILE"
+cli volume create filev --pool filep --size 1GiB
+cli share add filev --nqn nqn.2024-01.io.strata:bench-file --listen "127.0.0.1:$PORT" --allow-any-host
+# The new volume's space was unmapped (holes read as zeroes without touching
+# the disk): write it in full again, through the target.
+"$STRATA" perf -target "127.0.0.1:$PORT" -nqn nqn.2024-01.io.strata:bench-file -rw write -bs 128KiB -qd 8 \
+	-ios $((1 << 13)) -time 0 -o json >/dev/null
+
+# cpu_ticks PID: user+system clock ticks the process used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICKS=$(getconf CLK_TCK)
+# tcp_run NQN RW BS QD -> "iops mibps p50 p99 target_cores"
+tcp_run() {
+	local t0 t1 out
+	t0=$(cpu_ticks "$SERVE_PID")
+	out=$(taskset -c "$GEN_CORE" "$STRATA" perf -target "127.0.0.1:$PORT" -nqn "$1" -rw "$2" -bs "$3" -qd "$4" -time "${SECS}s" -o json)
+	t1=$(cpu_ticks "$SERVE_PID")
+	printf '%s %s %s %s %s\n' "$(jnum iops <<<"$out")" "$(jnum mib_per_s <<<"$out")" "$(jnum lat_p50_us <<<"$out")" \
+		"$(jnum lat_p99_us <<<"$out")" "$(awk -v a="$t0" -v b="$t1" -v hz="$TICKS" -v s="$SECS" 'BEGIN{printf "%.2f", (b-a)/hz/s}')"
+}
+iperf_run() {
+	iperf3 -s -1 -p 5299 -A "$CORE" >/dev/null 2>&1 &
+	local srv=$!
+	sleep 0.3
+	iperf3 -c 127.0.0.1 -p 5299 -A "$GEN_CORE" -t "$SECS" -J |
+		awk '/"sum_received"/{f=1} f && /"bits_per_second"/{gsub(/[^0-9.e+]/, "", $2); printf "%.1f\n", $2/8/1048576; exit}'
+	wait $srv 2>/dev/null || true
+}
+
+ip_mib=()
+for r in $(seq "$ROUNDS"); do ip_mib+=("$(iperf_run)"); done
+iperf=$(printf '%s\n' "${ip_mib[@]}" | median)
+echo "iperf3 loopback single stream: $iperf MiB/s (${ip_mib[*]})" >&2
+
+tcp_rows=""
+for dev in null file; do
+	nqn=nqn.2024-01.io.strata:bench-$dev
+	for w in "randread 4KiB 4k 1" "randread 4KiB 4k 32" "randwrite 4KiB 4k 1" "randwrite 4KiB 4k 32" "read 128KiB 128k 8" "write 128KiB 128k 8"; do
+		set -- $w
+		rw=$1 sbs=$2 fbs=$3 qd=$4
+		s_iops=() s_mib=() s_p50=() s_p99=() s_cores=() f_iops=()
+		for r in $(seq "$ROUNDS"); do
+			read -r i m p50 p99 c < <(tcp_run "$nqn" "$rw" "$sbs" "$qd")
+			s_iops+=("$i"); s_mib+=("$m"); s_p50+=("$p50"); s_p99+=("$p99"); s_cores+=("$c")
+			if [ $dev = file ]; then read -r i m < <(fio_run "$FILE" "$rw" "$fbs" "$qd"); f_iops+=("$i"); fi
+		done
+		si=$(printf '%s\n' "${s_iops[@]}" | median); sm=$(printf '%s\n' "${s_mib[@]}" | median)
+		p50=$(printf '%s\n' "${s_p50[@]}" | median); p99=$(printf '%s\n' "${s_p99[@]}" | median)
+		cores=$(printf '%s\n' "${s_cores[@]}" | median)
+		per_core=$(awk -v i="$si" -v c="$cores" 'BEGIN{ if (c > 0) printf "%.0f", i/c; else print "-" }')
+		base=""
+		if [ $dev = file ]; then
+			fi=$(printf '%s\n' "${f_iops[@]}" | median)
+			base="fio local $fi IOPS: **$(awk -v a="$si" -v b="$fi" 'BEGIN{printf "%.2f", a/b}')**"
+		fi
+		if [ "$rw" = read ]; then
+			base="${base:+$base; }iperf3: **$(awk -v a="$sm" -v b="$iperf" 'BEGIN{printf "%.2f", a/b}')**"
+		fi
+		echo "tcp $dev $rw $sbs qd$qd: $si IOPS $sm MiB/s p50 $p50 p99 $p99 us, target $cores cores; $base" >&2
+		tcp_rows+="| $dev | $rw | $sbs | $qd | $si | $sm | $p50 | $p99 | $cores | $per_core | ${base:--} |"$'\n'
+	done
+done
+
+# Latency against IOPS as the queue deepens: null volume, 4 KiB randread.
+echo "== queue depth sweep" >&2
+CHART_DATA=$DIR/qd-sweep.dat
+echo "# qd iops p50_us p99_us" >"$CHART_DATA"
+sweep_rows=""
+for qd in 1 2 4 8 16 32 64 128; do
+	read -r i m p50 p99 c < <(tcp_run nqn.2024-01.io.strata:bench-null randread 4KiB "$qd")
+	echo "$qd $i $p50 $p99" >>"$CHART_DATA"
+	sweep_rows+="| $qd | $i | $p50 | $p99 | $c |"$'\n'
+done
+gnuplot <<GNUPLOT
+set terminal pngcairo size 900,560 font "sans,10"
+set output "docs/bench-latency.png"
+set title "Strata NVMe/TCP on loopback: 4 KiB random read, null volume, one target core"
+set xlabel "IOPS"
+set ylabel "latency (us)"
+set logscale y
+set grid
+set key top left
+plot "$CHART_DATA" using 2:3 with linespoints pt 7 title "p50", \
+     "$CHART_DATA" using 2:4 with linespoints pt 5 title "p99", \
+     "$CHART_DATA" using 2:4:(sprintf("QD %d", \$1)) with labels offset 0,1 notitle
+GNUPLOT
+kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
 disk=$(df -h --output=source,fstype "$DIR" | tail -1 | awk '{print $1" ("$2")"}')
@@ -91,6 +198,31 @@ disk=$(df -h --output=source,fstype "$DIR" | tail -1 | awk '{print $1" ("$2")"}'
 	echo "|---|---|---|---|---|---|---|---|---|---|"
 	printf '%s' "$rows"
 	echo
+	echo "## NVMe/TCP end to end on loopback"
+	echo
+	echo "\`taskset -c $CORE strata serve --cores $CORE\` (one target core) with a null volume (1 GiB in a null pool) and a file"
+	echo "volume (the whole 1 GiB disk file of the table above, written in full through the target first), each shared on"
+	echo "127.0.0.1:$PORT; \`taskset -c $GEN_CORE strata perf -target 127.0.0.1:$PORT -nqn NQN -rw RW -bs BS -qd QD -time ${SECS}s\`"
+	echo "(one connection, one generator core). Medians of $ROUNDS rounds. \"target cores\" is the daemon's CPU time per second"
+	echo "of the run (/proc/PID/stat); IOPS per target core divides by it. Baselines, in the same run: fio on the file volume's"
+	echo "own file with the same pattern (interleaved with the Strata rounds), and iperf3 single stream on loopback between"
+	echo "the same two cores: **$iperf MiB/s** (rounds: ${ip_mib[*]}). Targets: 128 KiB read >= 0.80 of iperf3; file volume"
+	echo ">= 0.85 of local fio IOPS."
+	echo
+	echo "| volume | pattern | bs | QD | IOPS | MiB/s | p50 us | p99 us | target cores | IOPS per target core | baseline: ratio |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|"
+	printf '%s' "$tcp_rows"
+	echo
+	echo "### Latency as the queue deepens"
+	echo
+	echo "Null volume, 4 KiB random read, one connection, one run of ${SECS}s per queue depth."
+	echo
+	echo "![latency against IOPS](bench-latency.png)"
+	echo
+	echo "| QD | IOPS | p50 us | p99 us | target cores |"
+	echo "|---|---|---|---|---|"
+	printf '%s' "$sweep_rows"
+	echo
 	echo "## Idle CPU"
 	echo
 	echo "Reactors started on every core, no I/O, measured over 3 s (\`go test -bench IdleCPU -benchtime 3x ./reactor/\`). Target < 1% of a core."
@@ -103,7 +235,9 @@ disk=$(df -h --output=source,fstype "$DIR" | tail -1 | awk '{print $1" ("$2")"}'
 	echo
 	echo "\`go test -bench . -benchmem\`: MPSC ring hand-off (PushPop uncontended, Handoff across cores, RoundTrip ="
 	echo "two hand-offs between spinning goroutines), reactor task round trips (a task that submits an io_uring NOP and"
-	echo "signals a channel on completion; to a spinning reactor, and to a sleeping one that must be woken), histogram."
+	echo "signals a channel on completion; to a spinning reactor, and to a sleeping one that must be woken), histogram,"
+	echo "the local bdev path per I/O (LocalPath: generator, channel, device and completion on one reactor), PDU parsing and"
+	echo "encoding and CRC32C over 4 KiB (nvmeof/pdu), and the target through the Go host on loopback (nvmeof/target)."
 	echo
 	echo '```'
 	echo "$micro"

@@ -11,10 +11,12 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/strata-storage/strata/internal/buildinfo"
 	"github.com/strata-storage/strata/internal/daemon"
 	"github.com/strata-storage/strata/nvmeof/target"
+	"github.com/strata-storage/strata/reactor"
 )
 
 // maxCore bounds core numbers in --cores (the reactor package scans this
@@ -30,6 +32,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	apiListen := fs.String("api-listen", "", "also serve the API on this TCP address (needs --api-token-file)")
 	tokenFile := fs.String("api-token-file", "", "file holding the bearer token TCP API clients must send")
 	metricsListen := fs.String("metrics-listen", "", "serve /metrics and /healthz on this TCP address (default "+daemon.DevMetricsListen+" with --dev)")
+	spin := fs.Duration("spin", reactor.DefaultSpin, "how long an idle reactor busy-polls before it sleeps (0: never)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	dev := fs.Bool("dev", false, "development mode: in an empty state, create a 1 GiB file pool, a 512 MiB volume and its share on --dev-listen")
@@ -75,7 +78,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		stop()
 	}()
 	err = daemon.Run(ctx, daemon.Config{
-		Cores: coreList, DataDir: *dataDir, APISocket: *socket, APIListen: *apiListen, APITokenFile: *tokenFile,
+		Cores: coreList, Spin: spinOrNever(*spin), DataDir: *dataDir, APISocket: *socket, APIListen: *apiListen, APITokenFile: *tokenFile,
 		MetricsListen: *metricsListen, Dev: *dev, DevListen: *devListen, DiscoveryPort: discovery,
 		Version: buildinfo.Version, Logger: log, Out: stdout,
 	})
@@ -85,6 +88,14 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		return ExitError
 	}
 	return ExitOK
+}
+
+// spinOrNever maps the flag's 0 (never spin) to the daemon's negative.
+func spinOrNever(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }
 
 // parseCores parses "0,2-3" into [0 2 3]; empty means every allowed CPU.

@@ -56,7 +56,10 @@ const (
 // Config configures Run.
 type Config struct {
 	// Cores are the CPUs to run reactors on; all allowed CPUs when empty.
-	Cores   []int
+	Cores []int
+	// Spin is how long an idle reactor busy-polls before it sleeps:
+	// reactor.DefaultSpin when zero, never when negative.
+	Spin    time.Duration
 	DataDir string
 	// APISocket is the Unix socket of the API: api.DefaultSocket when
 	// empty, or <DataDir>/strata.sock with Dev.
@@ -77,7 +80,7 @@ type Config struct {
 	// DevListen is where --dev shares its volume: DevListen when empty.
 	DevListen string
 	Version   string
-	Logger   *slog.Logger
+	Logger    *slog.Logger
 	// Out receives the --dev banner.
 	Out io.Writer
 }
@@ -220,7 +223,7 @@ func readToken(path string, log *slog.Logger) (string, error) {
 // start brings everything up; on error, stop undoes what was done.
 func (d *daemon) start() error {
 	var err error
-	if d.g, err = reactor.StartGroup(d.cfg.Cores, reactor.Config{}); err != nil {
+	if d.g, err = reactor.StartGroup(d.cfg.Cores, reactor.Config{Spin: d.cfg.Spin}); err != nil {
 		return err
 	}
 	cores := make([]int, 0, d.g.Len())
