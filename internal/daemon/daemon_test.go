@@ -234,4 +234,3 @@ func (s *syncWriter) String() string {
 	defer s.mu.Unlock()
 	return s.w.(fmt.Stringer).String()
 }
-
