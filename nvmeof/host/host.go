@@ -63,11 +63,22 @@ func (c *Config) setDefaults() {
 // adminDepth is the admin queue size.
 const adminDepth = 32
 
-// Controller is a connected controller: admin queue plus I/O queues.
+// Controller is a connected controller: admin queue plus I/O queues. After
+// a transport failure, Reconnect replaces them with new ones.
 type Controller struct {
 	cfg    Config
 	addr   string
 	subNQN string
+
+	mu     sync.Mutex
+	s      *session
+	closed bool
+}
+
+// session is one association with the controller: its queues, the
+// controller ID the target assigned, and the keep-alive sender.
+type session struct {
+	cfg    *Config
 	admin  *Queue
 	ioqs   []*Queue
 	cntlID uint16
@@ -81,28 +92,40 @@ type Controller struct {
 // controller enable, identify, then the I/O queues.
 func Connect(ctx context.Context, addr, subNQN string, cfg Config) (*Controller, error) {
 	cfg.setDefaults()
-	c := &Controller{cfg: cfg, addr: addr, subNQN: subNQN, stopKA: make(chan struct{})}
-	admin, cntlID, err := dialQueue(ctx, addr, subNQN, 0, adminDepth, 0xffff, &cfg)
+	c := &Controller{cfg: cfg, addr: addr, subNQN: subNQN}
+	s, err := c.dial(ctx)
 	if err != nil {
 		return nil, err
 	}
-	c.admin, c.cntlID = admin, cntlID
-	if err := c.enable(ctx); err != nil {
+	c.s = s
+	return c, nil
+}
+
+// dial makes a new session with the same host identity.
+func (c *Controller) dial(ctx context.Context) (*session, error) {
+	cfg := &c.cfg
+	s := &session{cfg: cfg, stopKA: make(chan struct{})}
+	admin, cntlID, err := dialQueue(ctx, c.addr, c.subNQN, 0, adminDepth, 0xffff, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.admin, s.cntlID = admin, cntlID
+	if err := s.enable(ctx); err != nil {
 		admin.Close()
 		return nil, err
 	}
-	b, err := c.admin.Identify(ctx, nvme.CNSController, 0)
+	b, err := s.admin.Identify(ctx, nvme.CNSController, 0)
 	id := nvme.IdentifyController(b)
 	if err != nil {
 		admin.Close()
 		return nil, fmt.Errorf("host: identify controller: %w", err)
 	}
-	c.ident = id
-	if subNQN == nqn.Discovery {
-		c.startKeepAlive()
-		return c, nil
+	s.ident = id
+	if c.subNQN == nqn.Discovery {
+		s.startKeepAlive()
+		return s, nil
 	}
-	granted, err := c.setQueueCount(ctx, cfg.IOQueues)
+	granted, err := s.setQueueCount(ctx, cfg.IOQueues)
 	if err != nil {
 		admin.Close()
 		return nil, err
@@ -112,16 +135,45 @@ func Connect(ctx context.Context, addr, subNQN string, cfg Config) (*Controller,
 		granted = 0
 	}
 	for i := range min(cfg.IOQueues, granted) {
-		q, _, err := dialQueue(ctx, addr, subNQN, uint16(i+1), depth, cntlID, &cfg)
+		q, _, err := dialQueue(ctx, c.addr, c.subNQN, uint16(i+1), depth, cntlID, cfg)
 		if err != nil {
-			c.Close()
+			s.close()
 			return nil, fmt.Errorf("host: I/O queue %d: %w", i+1, err)
 		}
 		q.inCapsule = int(id.IOCCSZ())*16 - nvme.CommandSize
-		c.ioqs = append(c.ioqs, q)
+		s.ioqs = append(s.ioqs, q)
 	}
-	c.startKeepAlive()
-	return c, nil
+	s.startKeepAlive()
+	return s, nil
+}
+
+// Reconnect replaces the controller's queues with new connections, with
+// the same host NQN and host ID: after a transport failure (the target
+// restarted, a keep-alive timeout), the caller asks for it when it wants to
+// go on. The target assigns a new controller ID; queues and requests of the
+// old association are closed and fail with ErrClosed.
+func (c *Controller) Reconnect(ctx context.Context) error {
+	s, err := c.dial(ctx)
+	if err != nil {
+		return fmt.Errorf("host: reconnect to %s at %s: %w", c.subNQN, c.addr, err)
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		s.close()
+		return ErrClosed
+	}
+	old := c.s
+	c.s = s
+	c.mu.Unlock()
+	old.close() // its connections are likely dead already: errors say nothing new
+	return nil
+}
+
+func (c *Controller) session() *session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.s
 }
 
 // Property offsets and CC for enabling (NVMe Base 2.0, 3.1.3).
@@ -132,18 +184,18 @@ const (
 	ccEnable = 1 | 6<<16 | 4<<20 // EN, IOSQES 64 bytes, IOCQES 16 bytes
 )
 
-func (c *Controller) enable(ctx context.Context) error {
-	capReg, err := c.admin.PropertyGet(ctx, propCAP, true)
+func (s *session) enable(ctx context.Context) error {
+	capReg, err := s.admin.PropertyGet(ctx, propCAP, true)
 	if err != nil {
 		return fmt.Errorf("host: read CAP: %w", err)
 	}
-	if err := c.admin.PropertySet(ctx, propCC, ccEnable); err != nil {
+	if err := s.admin.PropertySet(ctx, propCC, ccEnable); err != nil {
 		return fmt.Errorf("host: enable: %w", err)
 	}
 	timeout := time.Duration((capReg>>24)&0xff) * 500 * time.Millisecond
 	deadline := time.Now().Add(max(timeout, time.Second))
 	for {
-		csts, err := c.admin.PropertyGet(ctx, propCSTS, false)
+		csts, err := s.admin.PropertyGet(ctx, propCSTS, false)
 		if err != nil {
 			return fmt.Errorf("host: read CSTS: %w", err)
 		}
@@ -160,34 +212,34 @@ func (c *Controller) enable(ctx context.Context) error {
 	}
 }
 
-func (c *Controller) setQueueCount(ctx context.Context, n int) (int, error) {
+func (s *session) setQueueCount(ctx context.Context, n int) (int, error) {
 	cmd := newCommand(nvme.AdminSetFeatures)
 	cmd.SetCDW(10, nvme.FeatNumQueues)
 	v := uint32(n - 1)
 	cmd.SetCDW(11, v|v<<16)
-	dw0, err := c.admin.Exec(ctx, cmd, nil, false)
+	dw0, err := s.admin.Exec(ctx, cmd, nil, false)
 	if err != nil {
 		return 0, fmt.Errorf("host: set number of queues: %w", err)
 	}
 	return int(min(dw0&0xffff, dw0>>16)) + 1, nil
 }
 
-func (c *Controller) startKeepAlive() {
-	if c.cfg.KeepAlive <= 0 {
+func (s *session) startKeepAlive() {
+	if s.cfg.KeepAlive <= 0 {
 		return
 	}
-	c.kaDone.Add(1)
+	s.kaDone.Add(1)
 	go func() {
-		defer c.kaDone.Done()
-		t := time.NewTicker(c.cfg.KeepAlive / 2)
+		defer s.kaDone.Done()
+		t := time.NewTicker(s.cfg.KeepAlive / 2)
 		defer t.Stop()
 		for {
 			select {
-			case <-c.stopKA:
+			case <-s.stopKA:
 				return
 			case <-t.C:
-				ctx, cancel := context.WithTimeout(context.Background(), c.cfg.KeepAlive)
-				_, err := c.admin.Exec(ctx, newCommand(nvme.AdminKeepAlive), nil, false)
+				ctx, cancel := context.WithTimeout(context.Background(), s.cfg.KeepAlive)
+				_, err := s.admin.Exec(ctx, newCommand(nvme.AdminKeepAlive), nil, false)
 				cancel()
 				if err != nil {
 					return
@@ -198,20 +250,20 @@ func (c *Controller) startKeepAlive() {
 }
 
 // ControllerID returns the controller ID the target assigned.
-func (c *Controller) ControllerID() uint16 { return c.cntlID }
+func (c *Controller) ControllerID() uint16 { return c.session().cntlID }
 
 // Identify returns the Identify Controller data.
-func (c *Controller) Identify() nvme.IdentifyController { return c.ident }
+func (c *Controller) Identify() nvme.IdentifyController { return c.session().ident }
 
 // Admin returns the admin queue.
-func (c *Controller) Admin() *Queue { return c.admin }
+func (c *Controller) Admin() *Queue { return c.session().admin }
 
 // IOQueues returns the I/O queues.
-func (c *Controller) IOQueues() []*Queue { return c.ioqs }
+func (c *Controller) IOQueues() []*Queue { return c.session().ioqs }
 
 // Namespaces lists the active namespace IDs.
 func (c *Controller) Namespaces(ctx context.Context) ([]uint32, error) {
-	b, err := c.admin.Identify(ctx, nvme.CNSActiveNSList, 0)
+	b, err := c.Admin().Identify(ctx, nvme.CNSActiveNSList, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +280,7 @@ func (c *Controller) Namespaces(ctx context.Context) ([]uint32, error) {
 
 // Namespace returns a namespace's Identify data.
 func (c *Controller) Namespace(ctx context.Context, nsid uint32) (nvme.IdentifyNamespace, error) {
-	b, err := c.admin.Identify(ctx, nvme.CNSNamespace, nsid)
+	b, err := c.Admin().Identify(ctx, nvme.CNSNamespace, nsid)
 	return nvme.IdentifyNamespace(b), err
 }
 
@@ -238,7 +290,8 @@ const maxDiscoveryRecords = 255
 
 // DiscoveryLog reads the discovery log page (discovery controllers).
 func (c *Controller) DiscoveryLog(ctx context.Context) ([]nvme.DiscoveryEntry, error) {
-	hdr, err := c.admin.GetLogPage(ctx, nvme.LogDiscovery, nvme.DiscoveryHeaderSize, 0)
+	admin := c.Admin()
+	hdr, err := admin.GetLogPage(ctx, nvme.LogDiscovery, nvme.DiscoveryHeaderSize, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +299,7 @@ func (c *Controller) DiscoveryLog(ctx context.Context) ([]nvme.DiscoveryEntry, e
 	if n > maxDiscoveryRecords {
 		return nil, fmt.Errorf("host: discovery log claims %d records, more than %d", n, maxDiscoveryRecords)
 	}
-	full, err := c.admin.GetLogPage(ctx, nvme.LogDiscovery, uint32(nvme.DiscoveryHeaderSize+int(n)*nvme.DiscoveryEntrySize), 0)
+	full, err := admin.GetLogPage(ctx, nvme.LogDiscovery, uint32(nvme.DiscoveryHeaderSize+int(n)*nvme.DiscoveryEntrySize), 0)
 	if err != nil {
 		return nil, err
 	}
@@ -257,17 +310,28 @@ func (c *Controller) DiscoveryLog(ctx context.Context) ([]nvme.DiscoveryEntry, e
 // Close disconnects: I/O queues first, then a controller shutdown and the
 // admin queue.
 func (c *Controller) Close() error {
-	close(c.stopKA)
-	c.kaDone.Wait()
+	c.mu.Lock()
+	s, closed := c.s, c.closed
+	c.closed = true
+	c.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	return s.close()
+}
+
+func (s *session) close() error {
+	close(s.stopKA)
+	s.kaDone.Wait()
 	var errs []error
-	for _, q := range c.ioqs {
+	for _, q := range s.ioqs {
 		errs = append(errs, q.Close())
 	}
-	if c.admin != nil {
+	if s.admin != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		c.admin.PropertySet(ctx, propCC, ccEnable|1<<14) // normal shutdown notification
+		s.admin.PropertySet(ctx, propCC, ccEnable|1<<14) // normal shutdown notification
 		cancel()
-		errs = append(errs, c.admin.Close())
+		errs = append(errs, s.admin.Close())
 	}
 	return errors.Join(errs...)
 }

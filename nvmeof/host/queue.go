@@ -3,6 +3,7 @@ package host
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -53,6 +54,65 @@ func (r *Request) setRW(op uint8, nsid uint32, lba uint64, blocks uint32, fua bo
 	c.SetSLBA(lba)
 	c.SetBlocks(blocks, fua)
 	r.Buf = buf
+}
+
+// SetFlush makes r a Flush of namespace nsid's volatile write cache.
+func (r *Request) SetFlush(nsid uint32) {
+	clear(r.Cmd[:])
+	c := nvme.Command(r.Cmd[:])
+	c.SetOpcode(nvme.IOFlush)
+	c.SetFlags(nvme.FlagsSGL)
+	c.SetNSID(nsid)
+	r.Buf, r.ToController = nil, false
+}
+
+// SetWriteZeroes makes r a Write Zeroes of blocks at lba.
+func (r *Request) SetWriteZeroes(nsid uint32, lba uint64, blocks uint32) {
+	r.setRW(nvme.IOWriteZeroes, nsid, lba, blocks, false, nil)
+	r.ToController = false
+}
+
+// Range is a span of blocks, for Dataset Management.
+type Range struct {
+	LBA    uint64
+	Blocks uint32
+}
+
+// DSMRangeSize is the size of one Dataset Management range definition.
+const DSMRangeSize = 16
+
+// maxDSMRanges is the most ranges one Dataset Management command carries
+// (NR is 8 bits, 0-based).
+const maxDSMRanges = 256
+
+// SetDeallocate makes r a Dataset Management command that deallocates
+// ranges (NVMe Base 2.0, 3.3.3.2: a range is 4 bytes of context
+// attributes, 4 of length in blocks, 8 of starting LBA). buf, of
+// DSMRangeSize bytes per range, carries them to the target and must stay
+// untouched until the request completes.
+func (r *Request) SetDeallocate(nsid uint32, ranges []Range, buf []byte) error {
+	if len(ranges) == 0 || len(ranges) > maxDSMRanges {
+		return fmt.Errorf("host: %d deallocate ranges: want 1 to %d", len(ranges), maxDSMRanges)
+	}
+	if len(buf) < len(ranges)*DSMRangeSize {
+		return fmt.Errorf("host: deallocate buffer of %d bytes for %d ranges", len(buf), len(ranges))
+	}
+	buf = buf[:len(ranges)*DSMRangeSize]
+	for i, rg := range ranges {
+		e := buf[i*DSMRangeSize:]
+		binary.LittleEndian.PutUint32(e[0:], 0)
+		binary.LittleEndian.PutUint32(e[4:], rg.Blocks)
+		binary.LittleEndian.PutUint64(e[8:], rg.LBA)
+	}
+	clear(r.Cmd[:])
+	c := nvme.Command(r.Cmd[:])
+	c.SetOpcode(nvme.IODatasetMgmt)
+	c.SetFlags(nvme.FlagsSGL)
+	c.SetNSID(nsid)
+	c.SetCDW(10, uint32(len(ranges)-1))
+	c.SetCDW(11, 1<<2) // AD: deallocate
+	r.Buf, r.ToController = buf, true
+	return nil
 }
 
 // SetCommand makes r an arbitrary command with optional data.
