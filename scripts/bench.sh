@@ -105,7 +105,7 @@ tcp_run() {
 	t0=$(cpu_ticks "$SERVE_PID")
 	out=$(taskset -c "$GEN_CORE" "$STRATA" perf -target "127.0.0.1:$PORT" -nqn "$1" -rw "$2" -bs "$3" -qd "$4" -time "${SECS}s" -o json)
 	t1=$(cpu_ticks "$SERVE_PID")
-	printf '%s %s %s %s %s\n' "$(jnum iops <<<"$out")" "$(jnum mib_per_s <<<"$out")" "$(jnum lat_p50_us <<<"$out")" \
+	printf '%.0f %.1f %.1f %.1f %s\n' "$(jnum iops <<<"$out")" "$(jnum mib_per_s <<<"$out")" "$(jnum lat_p50_us <<<"$out")" \
 		"$(jnum lat_p99_us <<<"$out")" "$(awk -v a="$t0" -v b="$t1" -v hz="$TICKS" -v s="$SECS" 'BEGIN{printf "%.2f", (b-a)/hz/s}')"
 }
 iperf_run() {

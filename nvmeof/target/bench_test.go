@@ -1,8 +1,13 @@
 package target_test
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
 	"testing"
 
+	"github.com/strata-storage/strata/bdev"
+	"github.com/strata-storage/strata/bdev/file"
 	"github.com/strata-storage/strata/bdev/null"
 	"github.com/strata-storage/strata/bench"
 	"github.com/strata-storage/strata/nvmeof/host"
@@ -33,17 +38,48 @@ func BenchmarkQD1Read4K(b *testing.B) {
 }
 
 // BenchmarkRandRead4KQD32 drives 4 KiB random reads at queue depth 32 from
-// the Go host to the target on a null namespace, one queue: ns/op is the
-// time per I/O, so 1e9/ns/op is IOPS with the generator and the target
+// the Go host to the target, one queue, on a null namespace and on a file
+// (256 MiB, written in full, in the test's temporary directory): ns/op is
+// the time per I/O, so 1e9/ns/op is IOPS with the generator and the target
 // sharing this machine's cores. Profile it with -cpuprofile.
 func BenchmarkRandRead4KQD32(b *testing.B) {
+	b.Run("null", func(b *testing.B) {
+		dev, _ := null.New("null", 1<<30, 512)
+		randRead4KQD32(b, dev)
+	})
+	b.Run("file", func(b *testing.B) {
+		// Written in 1 MiB pieces: a 256 MiB buffer would keep the GC busy
+		// during the measurement.
+		path := filepath.Join(b.TempDir(), "ns.img")
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		chunk := bytes.Repeat([]byte{0x5a}, 1<<20)
+		for range 256 {
+			if _, err := f.Write(chunk); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
+		dev, err := file.Open("file", file.Options{Path: path})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer dev.Close()
+		randRead4KQD32(b, dev)
+	})
+}
+
+func randRead4KQD32(b *testing.B, dev bdev.Device) {
 	t := &testing.T{}
 	g, err := reactor.StartGroup([]int{0}, reactor.Config{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer g.Stop()
-	dev, _ := null.New("null", 1<<30, 512)
 	tg := target.New(g, target.Config{})
 	defer tg.Close()
 	if err := tg.AddSubsystem(target.SubsystemConfig{NQN: testNQN, Serial: "B", AllowAnyHost: true,
@@ -56,9 +92,10 @@ func BenchmarkRandRead4KQD32(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer c.Close()
+	in := dev.Info()
 	b.ReportAllocs()
 	b.ResetTimer()
-	res, err := bench.RunRemote(c.IOQueues(), bench.Namespace{ID: 1, BlockSize: 512, Blocks: dev.Info().Blocks},
+	res, err := bench.RunRemote(c.IOQueues(), bench.Namespace{ID: 1, BlockSize: in.BlockSize, Blocks: in.Blocks},
 		bench.Job{Pattern: bench.RandRead, BlockSize: 4096, QueueDepth: 32, IOs: uint64(b.N)})
 	if err != nil {
 		b.Fatal(err)
