@@ -15,6 +15,7 @@ import (
 var unsafeHomes = map[string]bool{
 	"reactor/uring":  true, // io_uring rings shared with the kernel
 	"internal/iomem": true, // addresses of off-heap I/O buffers
+	"internal/mmio":  true, // device-shared memory: BARs and DMA rings
 }
 
 func TestUnsafeStaysInItsHomes(t *testing.T) {

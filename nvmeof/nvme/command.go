@@ -36,6 +36,23 @@ const (
 	cmdCDW10  = 40
 )
 
+// cmdPRP1 and cmdPRP2 are the data pointer as PRP entries (PCIe).
+const (
+	cmdPRP1 = 24
+	cmdPRP2 = 32
+)
+
+// SetPRP sets the data pointer to PRP entries (PSDT 00b, as on PCIe).
+func (c Command) SetPRP(prp1, prp2 uint64) {
+	binary.LittleEndian.PutUint64(c[cmdPRP1:], prp1)
+	binary.LittleEndian.PutUint64(c[cmdPRP2:], prp2)
+}
+
+// PRP returns the data pointer as PRP entries.
+func (c Command) PRP() (prp1, prp2 uint64) {
+	return binary.LittleEndian.Uint64(c[cmdPRP1:]), binary.LittleEndian.Uint64(c[cmdPRP2:])
+}
+
 // Opcode returns the opcode.
 func (c Command) Opcode() uint8 { return c[cmdOpcode] }
 

@@ -154,6 +154,9 @@ func (b IdentifyController) Model() string {
 // ControllerID returns CNTLID.
 func (b IdentifyController) ControllerID() uint16 { return binary.LittleEndian.Uint16(b[ictlCNTLID:]) }
 
+// VolatileCache reports VWC bit 0: a volatile write cache is present.
+func (b IdentifyController) VolatileCache() bool { return b[ictlVWC]&1 != 0 }
+
 // MDTS returns the maximum data transfer size exponent.
 func (b IdentifyController) MDTS() uint8 { return b[ictlMDTS] }
 
@@ -229,6 +232,10 @@ func (b IdentifyNamespace) BlockSize() uint32 {
 	f := int(b[idnsFLBAS] & 0xf)
 	return 1 << (binary.LittleEndian.Uint32(b[idnsLBAF0+4*f:]) >> 16 & 0xff)
 }
+
+// DeallocatedZeroes reports DLFEAT 001b: deallocated blocks read back as
+// zeroes.
+func (b IdentifyNamespace) DeallocatedZeroes() bool { return b[idnsDLFEAT]&7 == 1 }
 
 // NGUID returns the namespace GUID.
 func (b IdentifyNamespace) NGUID() (g [16]byte) { copy(g[:], b[idnsNGUID:]); return }

@@ -2,7 +2,11 @@ package nvme
 
 // Admin command opcodes (NVMe Base 2.0, Figure 139).
 const (
+	AdminDeleteIOSQ  = 0x00
+	AdminCreateIOSQ  = 0x01
 	AdminGetLogPage  = 0x02
+	AdminDeleteIOCQ  = 0x04
+	AdminCreateIOCQ  = 0x05
 	AdminIdentify    = 0x06
 	AdminAbort       = 0x08
 	AdminSetFeatures = 0x09

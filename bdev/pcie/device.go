@@ -1,0 +1,346 @@
+package pcie
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/strata-storage/strata/bdev"
+	"github.com/strata-storage/strata/nvmeof/nvme"
+	"github.com/strata-storage/strata/reactor"
+)
+
+// Product is the Info.Product of NVMe namespaces driven from userspace.
+const Product = "nvme-pcie"
+
+// maxCommandBytes bounds one command's data, whatever MDTS allows, and so
+// the bounce buffer each command slot keeps.
+const maxCommandBytes = 128 << 10
+
+// maxZeroBlocks is the most blocks one Write Zeroes covers (NLB is 16 bits).
+const maxZeroBlocks = 1 << 16
+
+// Device is one namespace of a controller as a block device. Each channel
+// gets an I/O queue pair of its own, polled by its reactor.
+type Device struct {
+	bdev.Base
+	ctrl      *Controller
+	nsid      uint32
+	deallocZ  bool // Dataset Management deallocate reads back zeroes
+	cmdBlocks uint32
+}
+
+// NewDevice makes namespace nsid of ctrl a device called name.
+func NewDevice(name string, ctrl *Controller, nsid uint32) (*Device, error) {
+	if err := bdev.ValidName(name); err != nil {
+		return nil, err
+	}
+	ns, err := ctrl.Namespace(nsid)
+	if err != nil {
+		return nil, err
+	}
+	bs := ns.BlockSize()
+	if bs < 512 || bs > pageSize {
+		return nil, fmt.Errorf("%w: namespace %d has %d-byte blocks", ErrUnsupported, nsid, bs)
+	}
+	id := ctrl.Identify()
+	var uuid bdev.UUID
+	if g := ns.NGUID(); g != ([16]byte{}) {
+		uuid = bdev.UUID(g)
+	} else {
+		uuid = bdev.NewUUID()
+	}
+	return &Device{
+		Base: bdev.NewBase(bdev.Info{
+			Name: name, Product: Product, UUID: uuid, BlockSize: bs, Blocks: ns.Blocks(),
+			BufAlign: 1, VolatileCache: id.VolatileCache(),
+		}),
+		ctrl: ctrl, nsid: nsid, deallocZ: ns.DeallocatedZeroes(),
+		cmdBlocks: uint32(min(ctrl.MaxTransfer(), maxCommandBytes) / int(bs)),
+	}, nil
+}
+
+// Close releases the device (not the controller); channels first.
+func (d *Device) Close() error {
+	if n := d.OpenChannels(); n > 0 {
+		return fmt.Errorf("pcie %s: %d channels still open", d.Info().Name, n)
+	}
+	return nil
+}
+
+// OpenBackend creates an I/O queue pair for r and registers its poller.
+// Called on r.
+func (d *Device) OpenBackend(r *reactor.Reactor) (bdev.Backend, error) {
+	q, err := d.ctrl.createQueuePair()
+	if err != nil {
+		return nil, err
+	}
+	n := q.capacity()
+	bs := int(d.Info().BlockSize)
+	bounce, err := d.ctrl.mem.Alloc(n * int(d.cmdBlocks) * bs)
+	if err != nil {
+		d.ctrl.deleteQueuePair(q)
+		return nil, fmt.Errorf("pcie: bounce buffers: %w", err)
+	}
+	lists, err := d.ctrl.mem.Alloc(n * pageSize)
+	if err != nil {
+		d.ctrl.deleteQueuePair(q)
+		return nil, fmt.Errorf("pcie: PRP lists: %w", err)
+	}
+	b := &backend{d: d, r: r, q: q, bs: bs, slots: make([]slot, n), trackers: make([]tracker, n), freeT: make([]*tracker, 0, n)}
+	per := int(d.cmdBlocks) * bs
+	for i := range b.slots {
+		b.slots[i] = slot{bounce: bounce.Slice(i*per, per), list: lists.Slice(i*pageSize, pageSize)}
+	}
+	for i := range b.trackers {
+		b.freeT = append(b.freeT, &b.trackers[i])
+	}
+	b.doneFn = b.done // a method value made once, here
+	r.AddPoller(b)
+	return b, nil
+}
+
+// backend is one reactor's I/O queue pair. Reactor-owned.
+//
+// A request is cut into commands of at most cmdBlocks blocks (and at most
+// 65536 for Write Zeroes); a tracker follows it until its last command
+// completes. Commands go through per-slot bounce buffers in DMA memory:
+// callers' buffers are not mapped for the device.
+type backend struct {
+	d      *Device
+	r      *reactor.Reactor
+	q      *queuePair
+	bs     int
+	slots  []slot // by command ID
+	doneFn func(cid uint16, st nvme.Status, dw0 uint32)
+	cmd    [nvme.CommandSize]byte
+
+	trackers []tracker
+	freeT    []*tracker
+	// pending trackers still have commands to issue, FIFO; waiting
+	// requests found no free tracker, FIFO through Request.Next.
+	pendHead, pendTail *tracker
+	waitHead, waitTail *bdev.Request
+}
+
+type slot struct {
+	bounce DMA
+	list   DMA // PRP list page; Dataset Management range for unmaps
+	t      *tracker
+	off    int // the command's first byte in the request's buffer
+	n      int // its bytes
+}
+
+type tracker struct {
+	req      *bdev.Request
+	next     uint64 // next LBA to issue
+	left     uint32 // blocks still to issue
+	inflight int
+	status   bdev.Status
+	pendNext *tracker
+}
+
+func (b *backend) Submit(req *bdev.Request) {
+	if b.waitHead != nil || len(b.freeT) == 0 {
+		req.Next = nil
+		if b.waitTail == nil {
+			b.waitHead = req
+		} else {
+			b.waitTail.Next = req
+		}
+		b.waitTail = req
+		return
+	}
+	b.start(req)
+}
+
+func (b *backend) start(req *bdev.Request) {
+	t := b.freeT[len(b.freeT)-1]
+	b.freeT = b.freeT[:len(b.freeT)-1]
+	*t = tracker{req: req, next: req.LBA, left: req.Blocks, status: bdev.StatusOK}
+	if req.Op == bdev.OpFlush {
+		t.left = 1 // one command, whatever the span
+	}
+	if !b.issue(t) {
+		b.pend(t)
+	}
+}
+
+// issue sends t's commands while command IDs last; it reports whether all
+// were sent.
+func (b *backend) issue(t *tracker) bool {
+	for t.left > 0 {
+		cid, ok := b.q.takeCID()
+		if !ok {
+			return false
+		}
+		b.prepare(t, cid)
+	}
+	return true
+}
+
+func (b *backend) prepare(t *tracker, cid uint16) {
+	req, s := t.req, &b.slots[cid]
+	cmd := nvme.Command(b.cmd[:])
+	clear(cmd)
+	cmd.SetNSID(b.d.nsid)
+	s.t, s.off, s.n = t, int(t.next-req.LBA)*b.bs, 0
+	var n uint32
+	switch req.Op {
+	case bdev.OpRead, bdev.OpWrite:
+		n = min(t.left, b.d.cmdBlocks)
+		s.n = int(n) * b.bs
+		op := uint8(nvme.IORead)
+		if req.Op == bdev.OpWrite {
+			op = nvme.IOWrite
+			copy(s.bounce.Bytes[:s.n], req.Buf[s.off:s.off+s.n])
+		}
+		cmd.SetOpcode(op)
+		cmd.SetSLBA(t.next)
+		cmd.SetBlocks(n, req.FUA && req.Op == bdev.OpWrite)
+		// The bounce buffer is page aligned and within cmdBlocks, so the
+		// PRP list of its slot always suffices.
+		prp1, prp2, _ := buildPRP(s.bounce.IOVA, s.n, s.list.Bytes, s.list.IOVA)
+		cmd.SetPRP(prp1, prp2)
+	case bdev.OpFlush:
+		n = 1
+		cmd.SetOpcode(nvme.IOFlush)
+	case bdev.OpWriteZeroes:
+		n = min(t.left, maxZeroBlocks)
+		cmd.SetOpcode(nvme.IOWriteZeroes)
+		cmd.SetSLBA(t.next)
+		cmd.SetBlocks(n, false)
+	case bdev.OpUnmap:
+		n = t.left
+		if b.d.deallocZ {
+			// One range: context attributes, length, starting LBA.
+			r := s.list.Bytes[:16]
+			clear(r)
+			binary.LittleEndian.PutUint32(r[4:], n)
+			binary.LittleEndian.PutUint64(r[8:], t.next)
+			cmd.SetOpcode(nvme.IODatasetMgmt)
+			cmd.SetCDW(10, 0)    // one range
+			cmd.SetCDW(11, 1<<2) // deallocate
+			cmd.SetPRP(s.list.IOVA, 0)
+		} else {
+			// Deallocated blocks would not read back as zeroes: write them.
+			n = min(n, maxZeroBlocks)
+			cmd.SetOpcode(nvme.IOWriteZeroes)
+			cmd.SetSLBA(t.next)
+			cmd.SetBlocks(n, false)
+		}
+	}
+	t.next += uint64(n)
+	t.left -= n
+	t.inflight++
+	b.q.push(cmd, cid)
+}
+
+func (b *backend) pend(t *tracker) {
+	t.pendNext = nil
+	if b.pendTail == nil {
+		b.pendHead = t
+	} else {
+		b.pendTail.pendNext = t
+	}
+	b.pendTail = t
+}
+
+// Poll rings the doorbell for commands pushed since the last poll (one
+// MMIO write per reactor loop), reaps completions, and issues work that
+// waited for the command IDs they freed.
+func (b *backend) Poll() int {
+	b.q.ring()
+	n := b.q.poll(b.doneFn)
+	if n > 0 && (b.pendHead != nil || b.waitHead != nil) {
+		b.resume()
+	}
+	b.q.ring()
+	return n
+}
+
+// Busy keeps the reactor polling while commands are outstanding: the
+// queues have no interrupts.
+func (b *backend) Busy() bool { return b.q.inflight > 0 || b.q.unrung }
+
+func (b *backend) done(cid uint16, st nvme.Status, _ uint32) {
+	s := &b.slots[cid]
+	t := s.t
+	s.t = nil
+	if st.OK() {
+		if t.req.Op == bdev.OpRead {
+			copy(t.req.Buf[s.off:s.off+s.n], s.bounce.Bytes[:s.n])
+		}
+	} else if t.status == bdev.StatusOK {
+		t.status = statusOf(t.req.Op, st)
+	}
+	t.inflight--
+	// The command ID goes back to the queue after done returns: Poll
+	// issues pending work once the batch is reaped.
+	if t.inflight == 0 && t.left == 0 {
+		req := t.req
+		req.Errno = 0
+		t.req = nil
+		b.freeT = append(b.freeT, t)
+		req.Complete(t.status)
+	}
+}
+
+func (b *backend) resume() {
+	for b.pendHead != nil {
+		t := b.pendHead
+		if !b.issue(t) {
+			return
+		}
+		b.pendHead = t.pendNext
+		if b.pendHead == nil {
+			b.pendTail = nil
+		}
+	}
+	for b.waitHead != nil && len(b.freeT) > 0 {
+		req := b.waitHead
+		b.waitHead = req.Next
+		if b.waitHead == nil {
+			b.waitTail = nil
+		}
+		req.Next = nil
+		b.start(req)
+		if b.pendHead != nil {
+			return
+		}
+	}
+}
+
+// statusOf maps an NVMe status to a block device status.
+func statusOf(op bdev.Op, st nvme.Status) bdev.Status {
+	switch st.Kind() {
+	case nvme.LBAOutOfRange.Kind():
+		return bdev.StatusInvalidRange
+	case nvme.CapacityExceeded.Kind():
+		return bdev.StatusNoSpace
+	case nvme.InvalidOpcode.Kind():
+		return bdev.StatusUnsupported
+	case nvme.InvalidField.Kind(), nvme.InvalidNamespace.Kind():
+		return bdev.StatusInvalidRequest
+	case nvme.NamespaceNotReady.Kind():
+		return bdev.StatusNotReady
+	case nvme.AbortRequested.Kind(), nvme.AbortSQDeleted.Kind():
+		return bdev.StatusAborted
+	case nvme.UnrecoveredRead.Kind():
+		return bdev.StatusReadError
+	case nvme.WriteFault.Kind():
+		return bdev.StatusWriteFault
+	}
+	if op == bdev.OpRead {
+		return bdev.StatusReadError
+	}
+	if op == bdev.OpWrite || op == bdev.OpFlush {
+		return bdev.StatusWriteFault
+	}
+	return bdev.StatusInternal
+}
+
+// Close deletes the queue pair; nothing is in flight.
+func (b *backend) Close() error {
+	b.r.RemovePoller(b)
+	return b.d.ctrl.deleteQueuePair(b.q)
+}

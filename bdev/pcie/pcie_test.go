@@ -1,0 +1,164 @@
+package pcie_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/strata-storage/strata/bdev"
+	"github.com/strata-storage/strata/bdev/bdevtest"
+	"github.com/strata-storage/strata/bdev/pcie"
+	"github.com/strata-storage/strata/bdev/pcie/fakectrl"
+	"github.com/strata-storage/strata/nvmeof/nvme"
+	"github.com/strata-storage/strata/reactor"
+)
+
+func newController(t *testing.T, cfg fakectrl.Config) (*pcie.Controller, *fakectrl.Controller) {
+	t.Helper()
+	mem := fakectrl.NewMemory()
+	t.Cleanup(mem.Close)
+	fake := fakectrl.New(mem, cfg)
+	c, err := pcie.Init(fake, mem, 4)
+	require.NoError(t, err)
+	return c, fake
+}
+
+// The whole bdev conformance suite, through the driver's queues, PRPs and
+// phase bits, against the software controller.
+func TestConformance(t *testing.T) {
+	for _, bs := range []int{512, 4096} {
+		t.Run(map[int]string{512: "512", 4096: "4096"}[bs], func(t *testing.T) {
+			bdevtest.Run(t, func(t *testing.T) bdev.Device {
+				c, _ := newController(t, fakectrl.Config{BlockSize: bs, Blocks: uint64(16<<20) / uint64(bs), MDTS: 2})
+				d, err := pcie.NewDevice("nvme0n1", c, 1)
+				require.NoError(t, err)
+				t.Cleanup(func() { d.Close() })
+				return d
+			}, true)
+		})
+	}
+}
+
+// Init programs the admin queue, enables the controller, identifies it and
+// rings doorbells at the stride CAP.DSTRD gives.
+func TestInitSequence(t *testing.T) {
+	c, fake := newController(t, fakectrl.Config{DSTRD: 1, MDTS: 2, Record: true})
+	require.Equal(t, "FAKE0001", c.Identify().Serial())
+	require.Equal(t, 16<<10, c.MaxTransfer(), "MDTS 2: 4 pages of 4 KiB")
+	require.Equal(t, []string{"0 0x06", "0 0x09"}, fake.Log, "Identify Controller, then Set Features (queues)")
+	require.Equal(t, []uint32{1, 2}, fake.Doorbells(0x1000), "admin SQ tail doorbell, stride 8")
+	require.Equal(t, []uint32{1, 2}, fake.Doorbells(0x1008), "admin CQ head doorbell")
+	require.EqualValues(t, 1, fake.Read32(0x1c)&1, "CSTS.RDY")
+	cc := fake.Read32(0x14)
+	require.EqualValues(t, 1, cc&1, "CC.EN")
+	require.EqualValues(t, 6, cc>>16&0xf, "IOSQES 64 bytes")
+	require.EqualValues(t, 4, cc>>20&0xf, "IOCQES 16 bytes")
+	require.EqualValues(t, 31<<16|31, fake.Read32(0x24), "AQA: 32-entry admin queues")
+
+	require.NoError(t, c.Shutdown(time.Second))
+	require.EqualValues(t, 2<<2, fake.Read32(0x1c)&(3<<2), "CSTS.SHST complete")
+}
+
+// I/O queues wrap around many times: the phase bit flips on every pass and
+// the doorbells follow the ring indexes modulo its size.
+func TestQueueWrapAndPhase(t *testing.T) {
+	c, fake := newController(t, fakectrl.Config{MQES: 3, Record: true}) // 4-entry I/O queues: 3 commands in flight
+	d, err := pcie.NewDevice("nvme0n1", c, 1)
+	require.NoError(t, err)
+	defer d.Close()
+	cl := bdevtest.Open(t, d, bdevtest.Reactors(t).Get(0))
+	buf := bdevtest.Buffers(t, 512)
+	for i := range 25 {
+		buf[0] = byte(i)
+		require.Equal(t, bdev.StatusOK, cl.Do(t, bdev.OpWrite, uint64(i), 1, buf))
+	}
+	for i := range 25 {
+		require.Equal(t, bdev.StatusOK, cl.Do(t, bdev.OpRead, uint64(i), 1, buf))
+		require.Equal(t, byte(i), buf[0])
+		require.Equal(t, byte(i), fake.Data()[i*512])
+	}
+	sq := fake.Doorbells(0x1000 + 2*4) // queue 1's SQ tail doorbell, stride 4
+	cq := fake.Doorbells(0x1000 + 3*4)
+	require.Len(t, sq, 50)
+	require.Len(t, cq, 50)
+	for i := range 50 {
+		require.EqualValues(t, (i+1)%4, sq[i], "SQ tail after command %d", i)
+		require.EqualValues(t, (i+1)%4, cq[i], "CQ head after completion %d", i)
+	}
+}
+
+// A controller that never sets CSTS.RDY fails Init after CAP.TO with a
+// timeout, not a hang.
+func TestControllerNeverReady(t *testing.T) {
+	mem := fakectrl.NewMemory()
+	defer mem.Close()
+	start := time.Now()
+	_, err := pcie.Init(fakectrl.New(mem, fakectrl.Config{NeverReady: true, TO: 1}), mem, 1)
+	require.ErrorIs(t, err, pcie.ErrTimeout)
+	require.Less(t, time.Since(start), 5*time.Second)
+}
+
+// A hung admin command times out with a clear error.
+func TestAdminTimeout(t *testing.T) {
+	c, fake := newController(t, fakectrl.Config{})
+	fake.DropAdmin(nvme.AdminIdentify)
+	_, err := c.Namespace(1)
+	require.ErrorIs(t, err, pcie.ErrTimeout)
+}
+
+// Failed commands map to block device statuses.
+func TestErrorStatuses(t *testing.T) {
+	c, fake := newController(t, fakectrl.Config{})
+	d, err := pcie.NewDevice("nvme0n1", c, 1)
+	require.NoError(t, err)
+	defer d.Close()
+	cl := bdevtest.Open(t, d, bdevtest.Reactors(t).Get(0))
+	buf := bdevtest.Buffers(t, 4096)
+	fake.FailIO(nvme.IORead, nvme.UnrecoveredRead)
+	require.Equal(t, bdev.StatusReadError, cl.Do(t, bdev.OpRead, 0, 8, buf))
+	fake.FailIO(nvme.IOWrite, nvme.CapacityExceeded)
+	require.Equal(t, bdev.StatusNoSpace, cl.Do(t, bdev.OpWrite, 0, 8, buf))
+	fake.FailIO(nvme.IOFlush, nvme.WriteFault)
+	require.Equal(t, bdev.StatusWriteFault, cl.Do(t, bdev.OpFlush, 0, 0, nil))
+	_, err = pcie.NewDevice("nvme0n2", c, 2)
+	require.ErrorIs(t, err, pcie.ErrNoNamespace)
+}
+
+// submitter is a preallocated task that submits its request; the callback
+// signals a preallocated channel.
+type submitter struct {
+	ch   *bdev.Channel
+	req  bdev.Request
+	done chan bdev.Status
+}
+
+func (s *submitter) Run(*reactor.Reactor)     { s.ch.Submit(&s.req) }
+func (s *submitter) callback(r *bdev.Request) { s.done <- r.Status }
+
+// The I/O path (submit, PRPs, doorbell, poll, completion) allocates
+// nothing; the fake controller, which runs inline on the doorbell write,
+// does not either when it records nothing.
+func TestIOPathAllocatesNothing(t *testing.T) {
+	c, _ := newController(t, fakectrl.Config{})
+	d, err := pcie.NewDevice("nvme0n1", c, 1)
+	require.NoError(t, err)
+	defer d.Close()
+	cl := bdevtest.Open(t, d, bdevtest.Reactors(t).Get(0))
+	buf := bdevtest.Buffers(t, 64<<10) // 16 pages: a PRP list
+	s := &submitter{ch: cl.Ch, done: make(chan bdev.Status, 1)}
+	s.req = bdev.Request{Blocks: 128, Buf: buf, Callback: s.callback}
+	for _, op := range []bdev.Op{bdev.OpWrite, bdev.OpRead, bdev.OpFlush, bdev.OpWriteZeroes, bdev.OpUnmap} {
+		s.req.Op = op
+		n := 0
+		allocs := testing.AllocsPerRun(300, func() {
+			s.req.LBA = uint64(n%64) * 128
+			n++
+			cl.Ch.Reactor().Send(s)
+			if st := <-s.done; st != bdev.StatusOK {
+				panic(st.String())
+			}
+		})
+		require.Zero(t, allocs, "%v", op)
+	}
+}
