@@ -121,3 +121,21 @@ func TestLatencyBuckets(t *testing.T) {
 		}
 	}
 }
+
+func TestParseURI(t *testing.T) {
+	u, err := ParseURI("pcie://0000:00:04.0?ns=2")
+	if err != nil || u.Scheme != "pcie" || u.Host != "0000:00:04.0" || u.Query().Get("ns") != "2" || u.Path != "" {
+		t.Fatalf("pcie URI: %+v %v", u, err)
+	}
+	u, err = ParseURI("uring:///var/lib/strata/pool.img?size=1GiB")
+	if err != nil || u.Scheme != "uring" || u.Host != "" || u.Path != "/var/lib/strata/pool.img" || u.Query().Get("size") != "1GiB" {
+		t.Fatalf("uring URI: %+v %v", u, err)
+	}
+	u, err = ParseURI("malloc:///?size=1MiB")
+	if err != nil || u.Scheme != "malloc" || u.Query().Get("size") != "1MiB" {
+		t.Fatalf("malloc URI: %+v %v", u, err)
+	}
+	if _, err := ParseURI("uring:///bad%zzescape"); err == nil {
+		t.Fatal("bad escape accepted")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"regexp"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -49,7 +50,7 @@ func (r *Registry) Create(name, uri string) (Device, error) {
 	if err := ValidName(name); err != nil {
 		return nil, err
 	}
-	u, err := url.Parse(uri)
+	u, err := ParseURI(uri)
 	if err != nil {
 		return nil, fmt.Errorf("%w %q: %v", ErrBadURI, uri, err)
 	}
@@ -110,4 +111,30 @@ func (r *Registry) Delete(name string) error {
 	delete(r.devices, name)
 	r.mu.Unlock()
 	return d.Close()
+}
+
+// ParseURI parses a device URI, scheme://authority/path?query. Unlike
+// url.Parse it takes the authority as it is, so that a PCI address with
+// its colons (pcie://0000:00:04.0) is a host, not a host and a bad port.
+func ParseURI(uri string) (*url.URL, error) {
+	scheme, rest, ok := strings.Cut(uri, "://")
+	if !ok || scheme == "" {
+		return url.Parse(uri)
+	}
+	authority := rest
+	tail := ""
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		authority, tail = rest[:i], rest[i:]
+	}
+	for _, c := range authority {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune(".:-_[]", c)) {
+			return nil, fmt.Errorf("device URI %q: character %q in %q", uri, c, authority)
+		}
+	}
+	u, err := url.Parse(scheme + "://" + tail)
+	if err != nil {
+		return nil, err
+	}
+	u.Host = authority
+	return u, nil
 }

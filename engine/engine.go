@@ -19,6 +19,7 @@ import (
 	"github.com/strata-storage/strata/bdev/malloc"
 	"github.com/strata-storage/strata/bdev/null"
 	"github.com/strata-storage/strata/bdev/part"
+	"github.com/strata-storage/strata/bdev/pcie"
 	"github.com/strata-storage/strata/reactor"
 )
 
@@ -35,6 +36,7 @@ func DefaultDevices() map[string]bdev.Factory {
 		null.Scheme:   null.FromURI,
 		malloc.Scheme: malloc.FromURI,
 		file.Scheme:   file.FromURI,
+		pcie.Scheme:   pcie.FromURI,
 	}
 }
 

@@ -92,7 +92,7 @@ func (e *Engine) CreatePool(_ context.Context, spec PoolSpec) (Pool, bool, error
 	if err := bdev.ValidName(spec.Name); err != nil {
 		return Pool{}, false, errorf(ErrInvalid, "pool name: %v", err)
 	}
-	u, err := url.Parse(spec.URI)
+	u, err := bdev.ParseURI(spec.URI)
 	if err != nil || spec.URI == "" {
 		return Pool{}, false, errorf(ErrInvalid, "pool URI %q: want scheme:///path?options, e.g. uring:///var/lib/strata/pool.img?size=10GiB", spec.URI)
 	}
@@ -162,7 +162,7 @@ func (e *Engine) poolUsingPath(u *url.URL) string {
 		return ""
 	}
 	for name, p := range e.st.pools {
-		pu, err := url.Parse(p.URI)
+		pu, err := bdev.ParseURI(p.URI)
 		if err == nil && pu.Scheme == file.Scheme && filepath.Clean(pu.Path) == filepath.Clean(u.Path) {
 			return name
 		}

@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"maps"
-	"net/url"
 	"os"
 	"slices"
 	"sort"
@@ -334,7 +333,7 @@ func (p poolRecord) check(name string) error {
 	if err := bdev.ValidName(name); err != nil || p.Name != name {
 		return fmt.Errorf("pool %q: bad name", name)
 	}
-	if _, err := url.Parse(p.URI); err != nil || p.URI == "" {
+	if _, err := bdev.ParseURI(p.URI); err != nil || p.URI == "" {
 		return fmt.Errorf("pool %q: bad URI %q", name, p.URI)
 	}
 	if !bdev.ValidBlockSize(p.BlockSize) || p.Blocks == 0 {

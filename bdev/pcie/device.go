@@ -27,6 +27,7 @@ type Device struct {
 	nsid      uint32
 	deallocZ  bool // Dataset Management deallocate reads back zeroes
 	cmdBlocks uint32
+	owned     *attachment // the VFIO controller Open took, released on Close
 }
 
 // NewDevice makes namespace nsid of ctrl a device called name.
@@ -59,10 +60,17 @@ func NewDevice(name string, ctrl *Controller, nsid uint32) (*Device, error) {
 	}, nil
 }
 
-// Close releases the device (not the controller); channels first.
+// Close releases the device; channels first. A device from Open also
+// shuts its controller down (CC.SHN) and releases it; one from NewDevice
+// leaves the controller to its owner.
 func (d *Device) Close() error {
 	if n := d.OpenChannels(); n > 0 {
 		return fmt.Errorf("pcie %s: %d channels still open", d.Info().Name, n)
+	}
+	if d.owned != nil {
+		a := d.owned
+		d.owned = nil
+		return a.close()
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/strata-storage/strata/bdev/bdevtest"
 	"github.com/strata-storage/strata/bdev/pcie"
 	"github.com/strata-storage/strata/bdev/pcie/fakectrl"
+	"github.com/strata-storage/strata/internal/vfio"
 	"github.com/strata-storage/strata/nvmeof/nvme"
 	"github.com/strata-storage/strata/reactor"
 )
@@ -161,4 +162,21 @@ func TestIOPathAllocatesNothing(t *testing.T) {
 		})
 		require.Zero(t, allocs, "%v", op)
 	}
+}
+
+func TestFromURI(t *testing.T) {
+	for _, bad := range []string{
+		"pcie://0000:00:04.0?ns=0", "pcie://0000:00:04.0?ns=x", "pcie://0000:00:04.0?colour=red",
+		"pcie://0000:00:04.0?queues=0", "pcie://00:04.0", "pcie://0000:00:04.0/extra",
+	} {
+		u, err := bdev.ParseURI(bad)
+		require.NoError(t, err)
+		_, err = pcie.FromURI("n", u)
+		require.ErrorIs(t, err, bdev.ErrBadURI, bad)
+	}
+	// A well-formed address of a device that is not there says so.
+	u, err := bdev.ParseURI("pcie://0000:ff:1f.7?ns=1")
+	require.NoError(t, err)
+	_, err = pcie.FromURI("n", u)
+	require.ErrorIs(t, err, vfio.ErrNoDevice)
 }

@@ -49,6 +49,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return ExitOK
 	case "perf":
 		return perf(args[1:], stdout, stderr)
+	case "pcie":
+		return pcie(args[1:], stdout, stderr)
 	case "serve":
 		return serve(args[1:], stdout, stderr)
 	case "pool":
@@ -87,6 +89,7 @@ or /run/strata/strata.sock):
 
 tools:
   perf       drive a local device with a load and report IOPS and latency
+  pcie       bind|unbind|show BDF: move an NVMe drive between the kernel and Strata
   version    print the version
   help       print this help
 

@@ -108,3 +108,15 @@ func TestPerfProgressOnlyOnTerminal(t *testing.T) {
 	piped, _ := io.ReadAll(r)
 	require.Empty(t, piped, "nothing but errors goes to a piped stderr")
 }
+
+func TestPCIeUsage(t *testing.T) {
+	code, _, errOut := run("pcie")
+	require.Equal(t, ExitUsage, code)
+	require.Contains(t, errOut, "bind|unbind|show")
+	code, _, errOut = run("pcie", "bind", "00:04.0")
+	require.Equal(t, ExitUsage, code)
+	require.Contains(t, errOut, "DOMAIN:BUS:DEVICE.FUNCTION")
+	code, _, errOut = run("pcie", "show", "0000:ff:1f.7")
+	require.Equal(t, ExitError, code)
+	require.Contains(t, errOut, "no such PCI device")
+}

@@ -16,6 +16,7 @@ var unsafeHomes = map[string]bool{
 	"reactor/uring":  true, // io_uring rings shared with the kernel
 	"internal/iomem": true, // addresses of off-heap I/O buffers
 	"internal/mmio":  true, // device-shared memory: BARs and DMA rings
+	"internal/vfio":  true, // VFIO ioctl structures and DMA addresses
 }
 
 func TestUnsafeStaysInItsHomes(t *testing.T) {

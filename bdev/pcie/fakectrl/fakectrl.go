@@ -33,7 +33,6 @@ type Memory struct {
 type region struct {
 	iova uint64
 	r    *iomem.Region
-	used int
 }
 
 // NewMemory returns an empty memory; IOVAs start high so that a zero or
