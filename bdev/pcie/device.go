@@ -1,7 +1,6 @@
 package pcie
 
 import (
-	"encoding/binary"
 	"fmt"
 
 	"github.com/strata-storage/strata/bdev"
@@ -19,13 +18,16 @@ const maxCommandBytes = 128 << 10
 // maxZeroBlocks is the most blocks one Write Zeroes covers (NLB is 16 bits).
 const maxZeroBlocks = 1 << 16
 
+// writeZeroesDEAC is Write Zeroes' Deallocate bit (CDW12 bit 25).
+const writeZeroesDEAC = 1 << 25
+
 // Device is one namespace of a controller as a block device. Each channel
 // gets an I/O queue pair of its own, polled by its reactor.
 type Device struct {
 	bdev.Base
 	ctrl      *Controller
 	nsid      uint32
-	deallocZ  bool // Dataset Management deallocate reads back zeroes
+	deac      bool // Write Zeroes may deallocate (DLFEAT bit 3)
 	cmdBlocks uint32
 	owned     *attachment // the VFIO controller Open took, released on Close
 }
@@ -55,7 +57,7 @@ func NewDevice(name string, ctrl *Controller, nsid uint32) (*Device, error) {
 			Name: name, Product: Product, UUID: uuid, BlockSize: bs, Blocks: ns.Blocks(),
 			BufAlign: 1, VolatileCache: id.VolatileCache(),
 		}),
-		ctrl: ctrl, nsid: nsid, deallocZ: ns.DeallocatedZeroes(),
+		ctrl: ctrl, nsid: nsid, deac: ns.WriteZeroesDeallocates(),
 		cmdBlocks: uint32(min(ctrl.MaxTransfer(), maxCommandBytes) / int(bs)),
 	}, nil
 }
@@ -132,7 +134,7 @@ type backend struct {
 
 type slot struct {
 	bounce DMA
-	list   DMA // PRP list page; Dataset Management range for unmaps
+	list   DMA // PRP list page
 	t      *tracker
 	off    int // the command's first byte in the request's buffer
 	n      int // its bytes
@@ -218,23 +220,18 @@ func (b *backend) prepare(t *tracker, cid uint16) {
 		cmd.SetSLBA(t.next)
 		cmd.SetBlocks(n, false)
 	case bdev.OpUnmap:
-		n = t.left
-		if b.d.deallocZ {
-			// One range: context attributes, length, starting LBA.
-			r := s.list.Bytes[:16]
-			clear(r)
-			binary.LittleEndian.PutUint32(r[4:], n)
-			binary.LittleEndian.PutUint64(r[8:], t.next)
-			cmd.SetOpcode(nvme.IODatasetMgmt)
-			cmd.SetCDW(10, 0)    // one range
-			cmd.SetCDW(11, 1<<2) // deallocate
-			cmd.SetPRP(s.list.IOVA, 0)
-		} else {
-			// Deallocated blocks would not read back as zeroes: write them.
-			n = min(n, maxZeroBlocks)
-			cmd.SetOpcode(nvme.IOWriteZeroes)
-			cmd.SetSLBA(t.next)
-			cmd.SetBlocks(n, false)
+		// Write Zeroes with DEAC, not Dataset Management: a deallocated
+		// block must read back as zeroes (the bdev contract), and DSM is
+		// only a hint that controllers may ignore (QEMU's does without
+		// discard on its drive, while claiming DLFEAT read-zeroes). Write
+		// Zeroes guarantees the zeroes; DEAC lets the controller free the
+		// space.
+		n = min(t.left, maxZeroBlocks)
+		cmd.SetOpcode(nvme.IOWriteZeroes)
+		cmd.SetSLBA(t.next)
+		cmd.SetBlocks(n, false)
+		if b.d.deac {
+			cmd.SetCDW(12, cmd.CDW(12)|writeZeroesDEAC)
 		}
 	}
 	t.next += uint64(n)

@@ -233,9 +233,9 @@ func (b IdentifyNamespace) BlockSize() uint32 {
 	return 1 << (binary.LittleEndian.Uint32(b[idnsLBAF0+4*f:]) >> 16 & 0xff)
 }
 
-// DeallocatedZeroes reports DLFEAT 001b: deallocated blocks read back as
-// zeroes.
-func (b IdentifyNamespace) DeallocatedZeroes() bool { return b[idnsDLFEAT]&7 == 1 }
+// WriteZeroesDeallocates reports DLFEAT bit 3: Write Zeroes with DEAC set
+// may deallocate the blocks (they still read back as zeroes).
+func (b IdentifyNamespace) WriteZeroesDeallocates() bool { return b[idnsDLFEAT]&(1<<3) != 0 }
 
 // NGUID returns the namespace GUID.
 func (b IdentifyNamespace) NGUID() (g [16]byte) { copy(g[:], b[idnsNGUID:]); return }
