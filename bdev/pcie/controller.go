@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/strata-storage/strata/nvmeof/nvme"
@@ -12,8 +13,8 @@ import (
 // adminEntries is the admin queue size.
 const adminEntries = 32
 
-// adminTimeout bounds one admin command.
-const adminTimeout = 5 * time.Second
+// adminTimeout bounds one admin command (a variable: tests shorten it).
+var adminTimeout = 5 * time.Second
 
 // ioQueueEntries is the size of each I/O queue pair, within CAP.MQES.
 const ioQueueEntries = 256
@@ -44,6 +45,12 @@ type Controller struct {
 	maxXfer  int   // bytes per command: MDTS, capped by one PRP list
 	ioqs     int   // granted I/O queue pairs
 	freeQIDs []int // I/O queue IDs not in use
+	asked    int   // I/O queue pairs asked for
+
+	// gen counts controller resets: I/O queue pairs made before the
+	// current generation are gone and their commands with them.
+	gen    atomic.Uint64
+	resets atomic.Uint64
 }
 
 // sleep passes time between register polls; tests may shorten it.
@@ -71,24 +78,70 @@ func Init(regs Registers, mem Allocator, ioQueues int) (*Controller, error) {
 	if c.adminBuf, err = mem.Alloc(pageSize); err != nil {
 		return nil, err
 	}
-	n := uint32(c.admin.entries - 1)
-	regs.Write32(regAQA, n<<16|n)
-	regs.Write64(regASQ, c.admin.sq.IOVA)
-	regs.Write64(regACQ, c.admin.cq.IOVA)
-	regs.Write32(regCC, ccEnable|ccCSSNVM|0<<ccMPSShift|6<<ccIOSQESShift|4<<ccIOCQESShift)
-	if err := c.waitReady(true); err != nil {
-		return nil, fmt.Errorf("pcie: enable: %w", err)
+	if err := c.enable(); err != nil {
+		return nil, err
 	}
 	if err := c.identify(); err != nil {
 		return nil, err
 	}
-	if c.ioqs, err = c.setQueueCount(ioQueues); err != nil {
+	c.asked = ioQueues
+	if err := c.grantQueues(); err != nil {
 		return nil, err
 	}
-	for qid := min(c.ioqs, ioQueues); qid >= 1; qid-- {
+	return c, nil
+}
+
+// enable programs the admin queue, sets CC.EN and waits for CSTS.RDY.
+func (c *Controller) enable() error {
+	n := uint32(c.admin.entries - 1)
+	c.regs.Write32(regAQA, n<<16|n)
+	c.regs.Write64(regASQ, c.admin.sq.IOVA)
+	c.regs.Write64(regACQ, c.admin.cq.IOVA)
+	c.regs.Write32(regCC, ccEnable|ccCSSNVM|0<<ccMPSShift|6<<ccIOSQESShift|4<<ccIOCQESShift)
+	if err := c.waitReady(true); err != nil {
+		return fmt.Errorf("pcie: enable: %w", err)
+	}
+	return nil
+}
+
+// grantQueues asks for the I/O queue pairs and makes their IDs free.
+func (c *Controller) grantQueues() error {
+	var err error
+	if c.ioqs, err = c.setQueueCountLocked(c.asked); err != nil {
+		return err
+	}
+	c.freeQIDs = c.freeQIDs[:0]
+	for qid := min(c.ioqs, c.asked); qid >= 1; qid-- {
 		c.freeQIDs = append(c.freeQIDs, qid)
 	}
-	return c, nil
+	return nil
+}
+
+// Generation returns the number of controller resets so far.
+func (c *Controller) Generation() uint64 { return c.gen.Load() }
+
+// Reset recovers a controller that stopped answering: CC.EN is cleared,
+// which stops all its DMA and drops every queue, then it is enabled again
+// with a fresh admin queue (NVMe Base 2.0, 3.7.2). Queue pairs made before
+// must be recreated (Recreate); their commands are lost and their owners
+// fail them. gen is the generation the caller saw: if another caller
+// reset the controller since, nothing is done.
+func (c *Controller) Reset(gen uint64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen.Load() != gen {
+		return nil
+	}
+	c.resets.Add(1)
+	defer c.gen.Add(1)
+	if err := c.disable(); err != nil {
+		return err
+	}
+	c.admin.reset()
+	if err := c.enable(); err != nil {
+		return err
+	}
+	return c.grantQueues()
 }
 
 // disable clears CC.EN and waits for CSTS.RDY to follow (a reset).
@@ -200,12 +253,12 @@ func (c *Controller) identify() error {
 
 // setQueueCount asks for n I/O queue pairs (Set Features, Number of
 // Queues) and returns how many the controller granted.
-func (c *Controller) setQueueCount(n int) (int, error) {
+func (c *Controller) setQueueCountLocked(n int) (int, error) {
 	cmd := newAdmin(nvme.AdminSetFeatures)
 	cmd.SetCDW(10, nvme.FeatNumQueues)
 	v := uint32(n - 1)
 	cmd.SetCDW(11, v<<16|v)
-	dw0, err := c.AdminCommand(cmd, nil, false)
+	dw0, err := c.adminLocked(cmd, nil, false)
 	if err != nil {
 		return 0, fmt.Errorf("pcie: set number of queues: %w", err)
 	}
@@ -234,46 +287,80 @@ func (c *Controller) Namespace(nsid uint32) (nvme.IdentifyNamespace, error) {
 	return ns, nil
 }
 
-// createQueuePair creates the next I/O completion queue and its submission
-// queue (Create I/O CQ, then Create I/O SQ: 5.4, 5.5), polled, without
-// interrupts.
-func (c *Controller) createQueuePair() (*queuePair, error) {
+// createQueuePair makes a queue pair in new DMA memory and creates it on
+// the controller.
+func (c *Controller) createQueuePair() (*queuePair, uint64, error) {
+	entries := min(ioQueueEntries, c.cap.maxQueueEntries())
+	q, err := newQueuePair(0, c.regs, c.stride, entries, c.mem)
+	if err != nil {
+		return nil, 0, err
+	}
+	gen, err := c.Recreate(q)
+	if err != nil {
+		return nil, 0, err
+	}
+	return q, gen, nil
+}
+
+// Recreate gives q a free queue ID and creates it on the controller, empty
+// (Create I/O CQ, then Create I/O SQ: 5.4, 5.5), polled, without
+// interrupts. It returns the generation the queue pair belongs to.
+func (c *Controller) Recreate(q *queuePair) (uint64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.freeQIDs) == 0 {
-		return nil, fmt.Errorf("%w: all %d in use", ErrQueueShortage, c.ioqs)
+		return 0, fmt.Errorf("%w: all %d in use", ErrQueueShortage, c.ioqs)
 	}
-	qid := c.freeQIDs[len(c.freeQIDs)-1]
-	entries := min(ioQueueEntries, c.cap.maxQueueEntries())
-	q, err := newQueuePair(qid, c.regs, c.stride, entries, c.mem)
-	if err != nil {
-		return nil, err
+	// A queue pair keeps its ID across resets when it can: a doorbell its
+	// reactor rang just before noticing the reset then hits a queue that
+	// does not exist yet, never another reactor's new one.
+	i := len(c.freeQIDs) - 1
+	for j, id := range c.freeQIDs {
+		if id == q.id {
+			i = j
+		}
 	}
-	size := uint32(entries-1) << 16
+	qid := c.freeQIDs[i]
+	q.setID(qid, c.stride)
+	q.reset()
+	size := uint32(q.entries-1) << 16
 	cmd := newAdmin(nvme.AdminCreateIOCQ)
 	cmd.SetPRP(q.cq.IOVA, 0)
 	cmd.SetCDW(10, size|uint32(qid))
 	cmd.SetCDW(11, 1) // physically contiguous, interrupts off
 	if _, err := c.adminLocked(cmd, nil, false); err != nil {
-		return nil, fmt.Errorf("pcie: create I/O CQ %d: %w", qid, err)
+		return 0, fmt.Errorf("pcie: create I/O CQ %d: %w", qid, err)
 	}
 	cmd = newAdmin(nvme.AdminCreateIOSQ)
 	cmd.SetPRP(q.sq.IOVA, 0)
 	cmd.SetCDW(10, size|uint32(qid))
 	cmd.SetCDW(11, uint32(qid)<<16|1) // its CQ, physically contiguous
 	if _, err := c.adminLocked(cmd, nil, false); err != nil {
-		return nil, fmt.Errorf("pcie: create I/O SQ %d: %w", qid, err)
+		return 0, fmt.Errorf("pcie: create I/O SQ %d: %w", qid, err)
 	}
-	c.freeQIDs = c.freeQIDs[:len(c.freeQIDs)-1]
-	return q, nil
+	c.freeQIDs = append(c.freeQIDs[:i], c.freeQIDs[i+1:]...)
+	return c.gen.Load(), nil
+}
+
+// abort asks the controller to abort command cid of queue qid (5.1); it
+// is best effort: the controller may complete the command either way.
+func (c *Controller) abort(qid int, cid uint16) error {
+	cmd := newAdmin(nvme.AdminAbort)
+	cmd.SetCDW(10, uint32(cid)<<16|uint32(qid))
+	_, err := c.AdminCommand(cmd, nil, false)
+	return err
 }
 
 // deleteQueuePair deletes an I/O queue pair with nothing in flight (Delete
 // I/O SQ, then its CQ: 5.6, 5.7) and frees its queue ID. Its DMA memory
-// stays with the allocator.
-func (c *Controller) deleteQueuePair(q *queuePair) error {
+// stays with the allocator. A queue pair of an earlier generation is gone
+// already.
+func (c *Controller) deleteQueuePair(q *queuePair, gen uint64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if gen != c.gen.Load() {
+		return nil
+	}
 	cmd := newAdmin(nvme.AdminDeleteIOSQ)
 	cmd.SetCDW(10, uint32(q.id))
 	if _, err := c.adminLocked(cmd, nil, false); err != nil {

@@ -2,6 +2,7 @@ package pcie
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/strata-storage/strata/bdev"
 	"github.com/strata-storage/strata/nvmeof/nvme"
@@ -30,7 +31,15 @@ type Device struct {
 	deac      bool // Write Zeroes may deallocate (DLFEAT bit 3)
 	cmdBlocks uint32
 	owned     *attachment // the VFIO controller Open took, released on Close
+	ioTimeout time.Duration
 }
+
+// DefaultIOTimeout is how long a command may stay unanswered before it is
+// aborted, and after as long again, the controller reset.
+const DefaultIOTimeout = 30 * time.Second
+
+// SetIOTimeout sets the command timeout of channels opened from now on.
+func (d *Device) SetIOTimeout(t time.Duration) { d.ioTimeout = t }
 
 // NewDevice makes namespace nsid of ctrl a device called name.
 func NewDevice(name string, ctrl *Controller, nsid uint32) (*Device, error) {
@@ -59,6 +68,7 @@ func NewDevice(name string, ctrl *Controller, nsid uint32) (*Device, error) {
 		}),
 		ctrl: ctrl, nsid: nsid, deac: ns.WriteZeroesDeallocates(),
 		cmdBlocks: uint32(min(ctrl.MaxTransfer(), maxCommandBytes) / int(bs)),
+		ioTimeout: DefaultIOTimeout,
 	}, nil
 }
 
@@ -80,7 +90,7 @@ func (d *Device) Close() error {
 // OpenBackend creates an I/O queue pair for r and registers its poller.
 // Called on r.
 func (d *Device) OpenBackend(r *reactor.Reactor) (bdev.Backend, error) {
-	q, err := d.ctrl.createQueuePair()
+	q, gen, err := d.ctrl.createQueuePair()
 	if err != nil {
 		return nil, err
 	}
@@ -88,15 +98,15 @@ func (d *Device) OpenBackend(r *reactor.Reactor) (bdev.Backend, error) {
 	bs := int(d.Info().BlockSize)
 	bounce, err := d.ctrl.mem.Alloc(n * int(d.cmdBlocks) * bs)
 	if err != nil {
-		d.ctrl.deleteQueuePair(q)
+		d.ctrl.deleteQueuePair(q, gen)
 		return nil, fmt.Errorf("pcie: bounce buffers: %w", err)
 	}
 	lists, err := d.ctrl.mem.Alloc(n * pageSize)
 	if err != nil {
-		d.ctrl.deleteQueuePair(q)
+		d.ctrl.deleteQueuePair(q, gen)
 		return nil, fmt.Errorf("pcie: PRP lists: %w", err)
 	}
-	b := &backend{d: d, r: r, q: q, bs: bs, slots: make([]slot, n), trackers: make([]tracker, n), freeT: make([]*tracker, 0, n)}
+	b := &backend{d: d, r: r, q: q, gen: gen, bs: bs, timeout: int64(d.ioTimeout), slots: make([]slot, n), trackers: make([]tracker, n), freeT: make([]*tracker, 0, n)}
 	per := int(d.cmdBlocks) * bs
 	for i := range b.slots {
 		b.slots[i] = slot{bounce: bounce.Slice(i*per, per), list: lists.Slice(i*pageSize, pageSize)}
@@ -116,13 +126,20 @@ func (d *Device) OpenBackend(r *reactor.Reactor) (bdev.Backend, error) {
 // completes. Commands go through per-slot bounce buffers in DMA memory:
 // callers' buffers are not mapped for the device.
 type backend struct {
-	d      *Device
-	r      *reactor.Reactor
-	q      *queuePair
-	bs     int
-	slots  []slot // by command ID
-	doneFn func(cid uint16, st nvme.Status, dw0 uint32)
-	cmd    [nvme.CommandSize]byte
+	d   *Device
+	r   *reactor.Reactor
+	q   *queuePair
+	gen uint64 // the controller generation q was created in
+
+	// Timeouts: now is read once per Poll; every checkEvery the slots are
+	// scanned for commands older than timeout.
+	timeout   int64
+	now       int64
+	lastCheck int64
+	bs        int
+	slots     []slot // by command ID
+	doneFn    func(cid uint16, st nvme.Status, dw0 uint32)
+	cmd       [nvme.CommandSize]byte
 
 	trackers []tracker
 	freeT    []*tracker
@@ -133,11 +150,13 @@ type backend struct {
 }
 
 type slot struct {
-	bounce DMA
-	list   DMA // PRP list page
-	t      *tracker
-	off    int // the command's first byte in the request's buffer
-	n      int // its bytes
+	bounce  DMA
+	list    DMA   // PRP list page
+	issued  int64 // when the command was pushed (backend.now)
+	aborted bool  // an Abort was sent for it
+	t       *tracker
+	off     int // the command's first byte in the request's buffer
+	n       int // its bytes
 }
 
 type tracker struct {
@@ -150,6 +169,12 @@ type tracker struct {
 }
 
 func (b *backend) Submit(req *bdev.Request) {
+	if b.d.ctrl.gen.Load() != b.gen {
+		b.recover()
+	}
+	if b.now == 0 {
+		b.now = time.Now().UnixNano()
+	}
 	if b.waitHead != nil || len(b.freeT) == 0 {
 		req.Next = nil
 		if b.waitTail == nil {
@@ -237,6 +262,7 @@ func (b *backend) prepare(t *tracker, cid uint16) {
 	t.next += uint64(n)
 	t.left -= n
 	t.inflight++
+	s.issued, s.aborted = b.now, false
 	b.q.push(cmd, cid)
 }
 
@@ -254,13 +280,130 @@ func (b *backend) pend(t *tracker) {
 // MMIO write per reactor loop), reaps completions, and issues work that
 // waited for the command IDs they freed.
 func (b *backend) Poll() int {
+	if b.d.ctrl.gen.Load() != b.gen {
+		return b.recover()
+	}
 	b.q.ring()
 	n := b.q.poll(b.doneFn)
+	if b.q.inflight > 0 {
+		b.now = time.Now().UnixNano()
+		if b.now-b.lastCheck >= int64(checkEvery) {
+			b.lastCheck = b.now
+			b.checkTimeouts()
+		}
+	}
 	if n > 0 && (b.pendHead != nil || b.waitHead != nil) {
 		b.resume()
 	}
 	b.q.ring()
 	return n
+}
+
+// checkEvery is how often a busy queue pair looks for overdue commands.
+const checkEvery = 10 * time.Millisecond
+
+// checkTimeouts aborts commands older than the timeout, and resets the
+// controller when an aborted one stays unanswered as long again (NVMe Base
+// 2.0, 3.7.2: a host that cannot get a command back resets the
+// controller, which stops its DMA into the command's buffers).
+func (b *backend) checkTimeouts() {
+	for cid := range b.slots {
+		s := &b.slots[cid]
+		if s.t == nil || b.now-s.issued < b.timeout {
+			continue
+		}
+		if !s.aborted {
+			s.aborted, s.issued = true, b.now
+			// Best effort: the abort's own failure leads to the reset.
+			_ = b.d.ctrl.abort(b.q.id, uint16(cid))
+			continue
+		}
+		_ = b.d.ctrl.Reset(b.gen)
+		b.recover()
+		return
+	}
+}
+
+// recover follows a controller reset: every command this queue pair had
+// outstanding is lost, so their requests fail with StatusAborted; the
+// queue pair is created again, empty, and work not yet issued goes on.
+// Reactor only; it blocks on admin commands, as befits a rare path.
+func (b *backend) recover() int {
+	n := 0
+	for cid := range b.slots {
+		s := &b.slots[cid]
+		t := s.t
+		if t == nil {
+			continue
+		}
+		s.t = nil
+		n++
+		t.inflight--
+		t.status = bdev.StatusAborted
+		t.left = 0 // the rest of a cut request is not issued either
+		if t.inflight == 0 {
+			b.finish(t)
+		}
+	}
+	// Requests cut short above may still be on the pending list: drop the
+	// finished ones (their trackers are free).
+	var keep *tracker
+	for t := b.pendHead; t != nil; t = t.pendNext {
+		if t.req == nil {
+			continue
+		}
+		if keep == nil {
+			b.pendHead = t
+		} else {
+			keep.pendNext = t
+		}
+		keep = t
+	}
+	if keep == nil {
+		b.pendHead, b.pendTail = nil, nil
+	} else {
+		keep.pendNext, b.pendTail = nil, keep
+	}
+	gen, err := b.d.ctrl.Recreate(b.q)
+	if err != nil {
+		// The controller is gone: fail what waits too, and keep failing.
+		b.failWaiting()
+		b.gen = b.d.ctrl.gen.Load()
+		return n
+	}
+	b.gen = gen
+	b.resume()
+	b.q.ring()
+	return n + 1
+}
+
+// failWaiting fails every request not yet issued.
+func (b *backend) failWaiting() {
+	for b.pendHead != nil {
+		t := b.pendHead
+		b.pendHead = t.pendNext
+		t.status, t.left = bdev.StatusNotReady, 0
+		if t.inflight == 0 {
+			b.finish(t)
+		}
+	}
+	b.pendTail = nil
+	for b.waitHead != nil {
+		req := b.waitHead
+		b.waitHead = req.Next
+		req.Next = nil
+		req.Complete(bdev.StatusNotReady)
+	}
+	b.waitTail = nil
+}
+
+// finish completes a tracker's request and frees the tracker.
+func (b *backend) finish(t *tracker) {
+	req := t.req
+	req.Errno = 0
+	t.req = nil
+	b.freeT = append(b.freeT, t)
+	req.Complete(t.status)
 }
 
 // Busy keeps the reactor polling while commands are outstanding: the
@@ -282,11 +425,7 @@ func (b *backend) done(cid uint16, st nvme.Status, _ uint32) {
 	// The command ID goes back to the queue after done returns: Poll
 	// issues pending work once the batch is reaped.
 	if t.inflight == 0 && t.left == 0 {
-		req := t.req
-		req.Errno = 0
-		t.req = nil
-		b.freeT = append(b.freeT, t)
-		req.Complete(t.status)
+		b.finish(t)
 	}
 }
 
@@ -347,5 +486,5 @@ func statusOf(op bdev.Op, st nvme.Status) bdev.Status {
 // Close deletes the queue pair; nothing is in flight.
 func (b *backend) Close() error {
 	b.r.RemovePoller(b)
-	return b.d.ctrl.deleteQueuePair(b.q)
+	return b.d.ctrl.deleteQueuePair(b.q, b.gen)
 }

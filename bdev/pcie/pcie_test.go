@@ -103,6 +103,7 @@ func TestControllerNeverReady(t *testing.T) {
 // A hung admin command times out with a clear error.
 func TestAdminTimeout(t *testing.T) {
 	c, fake := newController(t, fakectrl.Config{})
+	defer pcie.SetAdminTimeout(200 * time.Millisecond)()
 	fake.DropAdmin(nvme.AdminIdentify)
 	_, err := c.Namespace(1)
 	require.ErrorIs(t, err, pcie.ErrTimeout)
@@ -179,4 +180,41 @@ func TestFromURI(t *testing.T) {
 	require.NoError(t, err)
 	_, err = pcie.FromURI("n", u)
 	require.ErrorIs(t, err, vfio.ErrNoDevice)
+}
+
+// A command the controller never answers is aborted after the timeout and,
+// still unanswered as long again, the controller is reset: the request
+// fails with StatusAborted, and every channel (this reactor's and
+// another's) carries on with new queue pairs. The data stays.
+func TestTimeoutAbortsThenResets(t *testing.T) {
+	c, fake := newController(t, fakectrl.Config{Record: true})
+	d, err := pcie.NewDevice("nvme0n1", c, 1)
+	require.NoError(t, err)
+	defer d.Close()
+	d.SetIOTimeout(100 * time.Millisecond)
+	g := bdevtest.Reactors(t)
+	cl := bdevtest.Open(t, d, g.Get(0))
+	other := bdevtest.Open(t, d, g.Get(g.Len()-1))
+	data := bdevtest.Buffers(t, 4096)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	require.Equal(t, bdev.StatusOK, cl.Do(t, bdev.OpWrite, 8, 8, data))
+
+	fake.DropIO(nvme.IORead, true)
+	got := bdevtest.Buffers(t, 4096)
+	start := time.Now()
+	require.Equal(t, bdev.StatusAborted, cl.Do(t, bdev.OpRead, 8, 8, got))
+	require.Less(t, time.Since(start), 5*time.Second)
+	require.Equal(t, 1, fake.Resets())
+	require.EqualValues(t, 1, c.Generation())
+	require.Contains(t, fake.Log, "0 0x08", "an Abort was sent before the reset")
+
+	fake.DropIO(nvme.IORead, false)
+	require.Equal(t, bdev.StatusOK, cl.Do(t, bdev.OpRead, 8, 8, got))
+	require.Equal(t, data, got)
+	clear(got)
+	require.Equal(t, bdev.StatusOK, other.Do(t, bdev.OpRead, 8, 8, got), "the other reactor's channel recovers too")
+	require.Equal(t, data, got)
+	require.Equal(t, bdev.StatusOK, other.Do(t, bdev.OpWrite, 100, 8, data))
 }

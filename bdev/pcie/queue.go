@@ -58,6 +58,23 @@ func newQueuePair(id int, regs Registers, stride, entries int, mem Allocator) (*
 	return q, nil
 }
 
+// reset empties the queue pair for a fresh start on the controller (after
+// a controller reset): no command outstanding, both rings at 0, phase 1.
+func (q *queuePair) reset() {
+	clear(q.cq.Bytes)
+	q.sqTail, q.cqHead, q.phase, q.unrung, q.inflight = 0, 0, 1, false, 0
+	q.free = q.free[:0]
+	for cid := q.entries - 2; cid >= 0; cid-- {
+		q.free = append(q.free, uint16(cid))
+		q.busy[cid] = false
+	}
+}
+
+// setID gives the queue pair a queue ID (and so its doorbells).
+func (q *queuePair) setID(id, stride int) {
+	q.id, q.sqBell, q.cqBell = id, sqDoorbell(id, stride), cqDoorbell(id, stride)
+}
+
 // capacity returns how many commands may be outstanding.
 func (q *queuePair) capacity() int { return q.entries - 1 }
 

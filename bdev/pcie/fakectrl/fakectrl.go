@@ -109,6 +109,9 @@ type Controller struct {
 	dropped map[uint8]bool // opcodes answered with no completion
 	fail    map[uint8]nvme.Status
 	cmd     [nvme.CommandSize]byte // the command being executed
+
+	droppedIO map[uint8]bool
+	resets    int
 }
 
 type sq struct {
@@ -148,7 +151,7 @@ func New(mem *Memory, cfg Config) *Controller {
 	}
 	c := &Controller{
 		cfg: cfg, mem: mem, regs: map[int]uint64{}, data: make([]byte, cfg.Blocks*uint64(cfg.BlockSize)),
-		sqs: map[int]*sq{}, cqs: map[int]*cq{}, bells: map[int][]uint32{}, dropped: map[uint8]bool{}, fail: map[uint8]nvme.Status{},
+		sqs: map[int]*sq{}, cqs: map[int]*cq{}, bells: map[int][]uint32{}, dropped: map[uint8]bool{}, fail: map[uint8]nvme.Status{}, droppedIO: map[uint8]bool{},
 	}
 	// CAP: MQES, CQR, TO, DSTRD, CSS NVM (bit 37), MPSMIN 0, MPSMAX 4.
 	c.regs[0x00] = uint64(cfg.MQES) | 1<<16 | uint64(cfg.TO)<<24 | uint64(cfg.DSTRD)<<32 | 1<<37 | 4<<52
@@ -173,6 +176,25 @@ func (c *Controller) DropAdmin(op uint8) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.dropped[op] = true
+}
+
+// DropIO makes I/O commands with opcode op vanish (drop true), or answer
+// again (false).
+func (c *Controller) DropIO(op uint8, drop bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if drop {
+		c.droppedIO[op] = true
+	} else {
+		delete(c.droppedIO, op)
+	}
+}
+
+// Resets counts the times CC.EN went from 1 to 0.
+func (c *Controller) Resets() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.resets
 }
 
 // FailIO makes I/O commands with opcode op complete with st.
@@ -225,6 +247,9 @@ func (c *Controller) configure(cc uint32) {
 		c.cqs[0] = &cq{base: c.regs[0x30], entries: int(aqa>>16&0xfff) + 1, phase: 1}
 		csts |= 1
 	case cc&1 == 0:
+		if csts&1 != 0 {
+			c.resets++
+		}
 		csts &^= 1
 		c.sqs, c.cqs = map[int]*sq{}, map[int]*cq{}
 	}
@@ -262,7 +287,7 @@ func (c *Controller) execute(qid int, q *sq, cmd nvme.Command) {
 	if c.cfg.Record {
 		c.Log = append(c.Log, fmt.Sprintf("%d %#02x", qid, op))
 	}
-	if qid == 0 && c.dropped[op] {
+	if qid == 0 && c.dropped[op] || qid != 0 && c.droppedIO[op] {
 		return
 	}
 	var st nvme.Status
@@ -335,6 +360,8 @@ func (c *Controller) admin(cmd nvme.Command) (nvme.Status, uint32) {
 		}
 		c.sqs[qid] = &sq{base: prp1, entries: size, cqid: cqid}
 		return nvme.Success, 0
+	case nvme.AdminAbort:
+		return nvme.Success, 1 // DW0 bit 0: the command was not aborted
 	case nvme.AdminDeleteIOSQ:
 		delete(c.sqs, int(cmd.CDW(10)&0xffff))
 		return nvme.Success, 0
