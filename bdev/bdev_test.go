@@ -139,3 +139,26 @@ func TestParseURI(t *testing.T) {
 		t.Fatal("bad escape accepted")
 	}
 }
+
+func TestRequestQueue(t *testing.T) {
+	var q RequestQueue
+	if !q.Empty() || q.Pop() != nil {
+		t.Fatal("zero queue not empty")
+	}
+	rs := make([]Request, 3)
+	for i := range rs {
+		q.Push(&rs[i])
+	}
+	for i := range rs {
+		if got := q.Pop(); got != &rs[i] || got.Next != nil {
+			t.Fatalf("pop %d: got %p, want %p (FIFO, unlinked)", i, got, &rs[i])
+		}
+	}
+	if !q.Empty() {
+		t.Fatal("not empty after popping all")
+	}
+	q.Push(&rs[1])
+	if q.Pop() != &rs[1] || !q.Empty() {
+		t.Fatal("reuse after emptying")
+	}
+}

@@ -76,3 +76,36 @@ func (req *Request) Complete(st Status) {
 func (req *Request) Bytes(blockSize uint32) uint64 { return uint64(req.Blocks) * uint64(blockSize) }
 
 func nowNs() int64 { return time.Now().UnixNano() }
+
+// RequestQueue is a FIFO of requests linked through Request.Next, for a
+// backend holding requests back (no free slot yet). The zero value is
+// empty; it belongs to the backend's reactor.
+type RequestQueue struct{ head, tail *Request }
+
+// Empty reports whether the queue holds no request.
+func (q *RequestQueue) Empty() bool { return q.head == nil }
+
+// Push appends req.
+func (q *RequestQueue) Push(req *Request) {
+	req.Next = nil
+	if q.tail == nil {
+		q.head = req
+	} else {
+		q.tail.Next = req
+	}
+	q.tail = req
+}
+
+// Pop removes and returns the oldest request, or nil.
+func (q *RequestQueue) Pop() *Request {
+	req := q.head
+	if req == nil {
+		return nil
+	}
+	q.head = req.Next
+	if q.head == nil {
+		q.tail = nil
+	}
+	req.Next = nil
+	return req
+}

@@ -109,8 +109,8 @@ type backend struct {
 	offsetBlocks uint64
 	slots        []slot
 	free         []*slot
-	// waitHead and waitTail queue requests that found no free slot, FIFO.
-	waitHead, waitTail *bdev.Request
+	// waiting holds requests that found no free slot.
+	waiting bdev.RequestQueue
 }
 
 // slot is a wrapper request forwarding one caller request to the base.
@@ -121,14 +121,8 @@ type slot struct {
 }
 
 func (b *backend) Submit(req *bdev.Request) {
-	if b.waitHead != nil || len(b.free) == 0 {
-		req.Next = nil
-		if b.waitTail == nil {
-			b.waitHead = req
-		} else {
-			b.waitTail.Next = req
-		}
-		b.waitTail = req
+	if !b.waiting.Empty() || len(b.free) == 0 {
+		b.waiting.Push(req)
 		return
 	}
 	b.forward(req)
@@ -160,14 +154,8 @@ func (s *slot) done(in *bdev.Request) {
 	outer.Complete(in.Status)
 	// Start queued requests; done may itself have been reentered through
 	// the outer callback, which may have queued more.
-	for b.waitHead != nil && len(b.free) > 0 {
-		req := b.waitHead
-		b.waitHead = req.Next
-		if b.waitHead == nil {
-			b.waitTail = nil
-		}
-		req.Next = nil
-		b.forward(req)
+	for !b.waiting.Empty() && len(b.free) > 0 {
+		b.forward(b.waiting.Pop())
 	}
 }
 

@@ -181,34 +181,9 @@ func TestCloseWithOpenChannel(t *testing.T) {
 	require.Zero(t, b.(*malloc.Device).OpenChannels(), "closing the part channel closed its base channel")
 }
 
-// submitter is a preallocated task that submits its request and signals a
-// preallocated channel: any allocation counted is the part device's.
-type submitter struct {
-	ch   *bdev.Channel
-	req  bdev.Request
-	done chan bdev.Status
-}
-
-func (s *submitter) Run(*reactor.Reactor)     { s.ch.Submit(&s.req) }
-func (s *submitter) callback(r *bdev.Request) { s.done <- r.Status }
-
 func TestIOPathAllocatesNothing(t *testing.T) {
 	b := fileBase(t, 16<<20)
 	d := window(t, b, 256, 1024)
 	c := bdevtest.Open(t, d, bdevtest.Reactors(t).Get(0))
-	s := &submitter{ch: c.Ch, done: make(chan bdev.Status, 1)}
-	s.req = bdev.Request{Blocks: 1, Buf: bdevtest.Buffers(t, 4096), Callback: s.callback}
-	for _, op := range []bdev.Op{bdev.OpWrite, bdev.OpRead, bdev.OpFlush, bdev.OpUnmap} {
-		s.req.Op = op
-		n := 0
-		allocs := testing.AllocsPerRun(300, func() {
-			s.req.LBA = uint64(n % 1024)
-			n++
-			c.Ch.Reactor().Send(s)
-			if st := <-s.done; st != bdev.StatusOK {
-				panic(st.String())
-			}
-		})
-		require.Zero(t, allocs, "%v", op)
-	}
+	bdevtest.RequireNoAllocs(t, c, []bdev.Op{bdev.OpWrite, bdev.OpRead, bdev.OpFlush, bdev.OpUnmap}, 1, 1024, bdevtest.Buffers(t, 4096))
 }

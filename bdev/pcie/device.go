@@ -146,7 +146,7 @@ type backend struct {
 	// pending trackers still have commands to issue, FIFO; waiting
 	// requests found no free tracker, FIFO through Request.Next.
 	pendHead, pendTail *tracker
-	waitHead, waitTail *bdev.Request
+	waiting            bdev.RequestQueue
 }
 
 type slot struct {
@@ -175,14 +175,8 @@ func (b *backend) Submit(req *bdev.Request) {
 	if b.now == 0 {
 		b.now = time.Now().UnixNano()
 	}
-	if b.waitHead != nil || len(b.freeT) == 0 {
-		req.Next = nil
-		if b.waitTail == nil {
-			b.waitHead = req
-		} else {
-			b.waitTail.Next = req
-		}
-		b.waitTail = req
+	if !b.waiting.Empty() || len(b.freeT) == 0 {
+		b.waiting.Push(req)
 		return
 	}
 	b.start(req)
@@ -292,7 +286,7 @@ func (b *backend) Poll() int {
 			b.checkTimeouts()
 		}
 	}
-	if n > 0 && (b.pendHead != nil || b.waitHead != nil) {
+	if n > 0 && (b.pendHead != nil || !b.waiting.Empty()) {
 		b.resume()
 	}
 	b.q.ring()
@@ -388,13 +382,9 @@ func (b *backend) failWaiting() {
 		}
 	}
 	b.pendTail = nil
-	for b.waitHead != nil {
-		req := b.waitHead
-		b.waitHead = req.Next
-		req.Next = nil
-		req.Complete(bdev.StatusNotReady)
+	for !b.waiting.Empty() {
+		b.waiting.Pop().Complete(bdev.StatusNotReady)
 	}
-	b.waitTail = nil
 }
 
 // finish completes a tracker's request and frees the tracker.
@@ -440,14 +430,8 @@ func (b *backend) resume() {
 			b.pendTail = nil
 		}
 	}
-	for b.waitHead != nil && len(b.freeT) > 0 {
-		req := b.waitHead
-		b.waitHead = req.Next
-		if b.waitHead == nil {
-			b.waitTail = nil
-		}
-		req.Next = nil
-		b.start(req)
+	for !b.waiting.Empty() && len(b.freeT) > 0 {
+		b.start(b.waiting.Pop())
 		if b.pendHead != nil {
 			return
 		}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,17 +17,6 @@ import (
 
 //go:embed testdata/vfio-guest.sh
 var vfioGuestScript string
-
-type consoleLog struct{ t *testing.T }
-
-func (w consoleLog) Write(p []byte) (int, error) {
-	for _, l := range strings.Split(strings.TrimRight(string(p), "\r\n"), "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			w.t.Log(l)
-		}
-	}
-	return len(p), nil
-}
 
 // The driver against a real controller model: QEMU's emulated NVMe behind
 // an emulated Intel IOMMU, in a guest whose kernel has VFIO (this host's
@@ -50,7 +38,7 @@ func TestVFIOInQEMU(t *testing.T) {
 	defer cancel()
 	res, err := qemu.Run(ctx, qemu.Config{
 		Script: vfioGuestScript, ShareDir: dir, IOMMU: true, NVMeImage: img, NVMeSerial: "STRATAVFIO",
-		MemoryMiB: 1024, Timeout: 11 * time.Minute, Console: consoleLog{t},
+		MemoryMiB: 1024, Timeout: 11 * time.Minute, Console: qemu.LineLogger(t.Logf),
 	})
 	require.NoError(t, err)
 	require.Equal(t, 0, res.ExitCode, "guest tests failed")

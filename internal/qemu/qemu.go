@@ -176,3 +176,16 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// LineLogger is a Config.Console that hands each non-empty line of the
+// console to a log function, such as a test's Logf.
+type LineLogger func(format string, args ...any)
+
+func (l LineLogger) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\r\n"), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			l("%s", line)
+		}
+	}
+	return len(p), nil
+}

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,17 +21,6 @@ import (
 
 //go:embed testdata/kernel-initiator.sh
 var kernelInitiatorScript string
-
-type consoleLog struct{ t *testing.T }
-
-func (w consoleLog) Write(p []byte) (int, error) {
-	for _, l := range strings.Split(strings.TrimRight(string(p), "\r\n"), "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			w.t.Log(l)
-		}
-	}
-	return len(p), nil
-}
 
 // startFileTarget serves img as namespace 1 of testNQN on 127.0.0.1:port
 // with fixed identifiers, as a daemon restarted on the same state would.
@@ -74,7 +62,7 @@ func TestKernelInitiator(t *testing.T) {
 		stop := startFileTarget(t, img, port)
 		script := fmt.Sprintf("export PORT=%d NQN=%s PHASE=%s\n%s", port, testNQN, phase, kernelInitiatorScript)
 		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-		res, err := qemu.Run(ctx, qemu.Config{Script: script, ShareDir: share, Console: consoleLog{t}, Timeout: 4 * time.Minute})
+		res, err := qemu.Run(ctx, qemu.Config{Script: script, ShareDir: share, Console: qemu.LineLogger(t.Logf), Timeout: 4 * time.Minute})
 		cancel()
 		stop()
 		require.NoError(t, err, phase)
