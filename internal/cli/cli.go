@@ -50,7 +50,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	case "perf":
 		return perf(args[1:], stdout, stderr)
 	case "pcie":
-		return pcie(args[1:], stdout, stderr)
+		return pcieCmd(args[1:], stdout, stderr)
 	case "serve":
 		return serve(args[1:], stdout, stderr)
 	case "pool":

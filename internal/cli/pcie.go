@@ -7,12 +7,12 @@ import (
 	"github.com/strata-storage/strata/internal/vfio"
 )
 
-// pcie moves NVMe controllers between the kernel and Strata:
+// pcieCmd moves NVMe controllers between the kernel and Strata:
 //
 //	strata pcie bind BDF     hand the device to vfio-pci (for pcie:// pools)
 //	strata pcie unbind BDF   give it back to its kernel driver
 //	strata pcie show BDF     its driver and IOMMU group
-func pcie(args []string, stdout, stderr io.Writer) int {
+func pcieCmd(args []string, stdout, stderr io.Writer) int {
 	if len(args) != 2 || (args[0] != "bind" && args[0] != "unbind" && args[0] != "show") {
 		fmt.Fprintln(stderr, "usage: strata pcie bind|unbind|show DOMAIN:BUS:DEV.FN (e.g. 0000:00:04.0)")
 		return ExitUsage

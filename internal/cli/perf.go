@@ -15,6 +15,7 @@ import (
 	"github.com/strata-storage/strata/bdev/file"
 	"github.com/strata-storage/strata/bdev/malloc"
 	"github.com/strata-storage/strata/bdev/null"
+	"github.com/strata-storage/strata/bdev/pcie"
 	"github.com/strata-storage/strata/bench"
 	"github.com/strata-storage/strata/nvmeof/host"
 	"github.com/strata-storage/strata/reactor"
@@ -25,12 +26,13 @@ var localSchemes = map[string]bdev.Factory{
 	null.Scheme:   null.FromURI,
 	malloc.Scheme: malloc.FromURI,
 	file.Scheme:   file.FromURI,
+	pcie.Scheme:   pcie.FromURI,
 }
 
 func perf(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("perf", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	device := fs.String("device", "", "local device URI: uring:///path, malloc:///?size=1GiB, null:///")
+	device := fs.String("device", "", "local device URI: uring:///path, malloc:///?size=1GiB, null:///, pcie://0000:00:04.0")
 	targetAddr := fs.String("target", "", "NVMe/TCP target address host:port (instead of -device)")
 	subNQN := fs.String("nqn", "", "subsystem NQN on the target")
 	nsid := fs.Uint("nsid", 1, "namespace ID on the target")
