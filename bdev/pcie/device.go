@@ -172,7 +172,10 @@ func (b *backend) Submit(req *bdev.Request) {
 	if b.d.ctrl.gen.Load() != b.gen {
 		b.recover()
 	}
-	if b.now == 0 {
+	if b.q.inflight == 0 {
+		// Poll reads the clock only while commands are out: after an idle
+		// spell its last reading is stale, and a command stamped with it
+		// would look overdue at once.
 		b.now = time.Now().UnixNano()
 	}
 	if !b.waiting.Empty() || len(b.freeT) == 0 {

@@ -25,12 +25,19 @@ func newController(t *testing.T, cfg fakectrl.Config) (*pcie.Controller, *fakect
 }
 
 // The whole bdev conformance suite, through the driver's queues, PRPs and
-// phase bits, against the software controller.
+// phase bits, against the software controller: with 512- and 4096-byte
+// blocks completing inside the doorbell write, and with completions
+// arriving later from another goroutine, as from a device.
 func TestConformance(t *testing.T) {
-	for _, bs := range []int{512, 4096} {
-		t.Run(map[int]string{512: "512", 4096: "4096"}[bs], func(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		bs      int
+		latency time.Duration
+	}{{"512", 512, 0}, {"4096", 4096, 0}, {"async", 512, 50 * time.Microsecond}} {
+		t.Run(tc.name, func(t *testing.T) {
+			bs := tc.bs
 			bdevtest.Run(t, func(t *testing.T) bdev.Device {
-				c, _ := newController(t, fakectrl.Config{BlockSize: bs, Blocks: uint64(16<<20) / uint64(bs), MDTS: 2})
+				c, _ := newController(t, fakectrl.Config{BlockSize: bs, Blocks: uint64(16<<20) / uint64(bs), MDTS: 2, Latency: tc.latency})
 				d, err := pcie.NewDevice("nvme0n1", c, 1)
 				require.NoError(t, err)
 				t.Cleanup(func() { d.Close() })
@@ -191,4 +198,23 @@ func TestTimeoutAbortsThenResets(t *testing.T) {
 	require.Equal(t, bdev.StatusOK, other.Do(t, bdev.OpRead, 8, 8, got), "the other reactor's channel recovers too")
 	require.Equal(t, data, got)
 	require.Equal(t, bdev.StatusOK, other.Do(t, bdev.OpWrite, 100, 8, data))
+}
+
+// A command issued after an idle spell longer than the timeout is not
+// taken for an overdue one (the backend's clock is read only while
+// commands are out).
+func TestNoTimeoutAfterIdle(t *testing.T) {
+	c, fake := newController(t, fakectrl.Config{Record: true, Latency: 5 * time.Millisecond})
+	d, err := pcie.NewDevice("nvme0n1", c, 1)
+	require.NoError(t, err)
+	defer d.Close()
+	d.SetIOTimeout(50 * time.Millisecond)
+	cl := bdevtest.Open(t, d, bdevtest.Reactors(t).Get(0))
+	buf := bdevtest.Buffers(t, 4096)
+	for range 3 {
+		require.Equal(t, bdev.StatusOK, cl.Do(t, bdev.OpRead, 0, 8, buf))
+		time.Sleep(150 * time.Millisecond)
+	}
+	require.NotContains(t, fake.Log, "0 0x08", "no Abort")
+	require.Zero(t, fake.Resets())
 }

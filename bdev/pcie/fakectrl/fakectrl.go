@@ -16,9 +16,11 @@ import (
 	"fmt"
 	"math/bits"
 	"sync"
+	"time"
 
 	"github.com/strata-storage/strata/bdev/pcie"
 	"github.com/strata-storage/strata/internal/iomem"
+	"github.com/strata-storage/strata/internal/mmio"
 	"github.com/strata-storage/strata/nvmeof/nvme"
 )
 
@@ -92,6 +94,10 @@ type Config struct {
 	// Record keeps Log and Doorbells (which allocate; off for allocation
 	// tests).
 	Record bool
+	// Latency, when set, makes I/O commands complete that long after their
+	// doorbell, from another goroutine, as a device would; without it they
+	// complete inside the doorbell write.
+	Latency time.Duration
 }
 
 // Controller is the fake. Its methods are safe for concurrent use.
@@ -118,6 +124,7 @@ type sq struct {
 	base    uint64
 	entries int
 	head    int
+	tail    int // the host's, from its doorbell
 	cqid    int
 }
 
@@ -274,7 +281,24 @@ func (c *Controller) doorbell(off int, v uint32) {
 	if q == nil {
 		return
 	}
-	for q.head != int(v) {
+	q.tail = int(v)
+	if qid != 0 && c.cfg.Latency > 0 {
+		// Timers may fire out of order: each runs what is queued by then.
+		time.AfterFunc(c.cfg.Latency, func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.sqs[qid] == q { // not deleted or reset meanwhile
+				c.consume(qid, q, q.tail)
+			}
+		})
+		return
+	}
+	c.consume(qid, q, q.tail)
+}
+
+// consume executes q's commands up to tail. Called with c.mu held.
+func (c *Controller) consume(qid int, q *sq, tail int) {
+	for q.head != tail {
 		copy(c.cmd[:], c.mem.bytes(q.base+uint64(q.head*nvme.CommandSize), nvme.CommandSize))
 		q.head = (q.head + 1) % q.entries
 		c.execute(qid, q, nvme.Command(c.cmd[:]))
@@ -309,8 +333,9 @@ func (c *Controller) complete(q *sq, cid uint16, st nvme.Status, dw0 uint32) {
 	binary.LittleEndian.PutUint32(e[4:], 0)
 	binary.LittleEndian.PutUint16(e[8:], uint16(q.head))
 	binary.LittleEndian.PutUint16(e[10:], 0)
-	// DW3 last, whole: the phase bit flips the entry to valid.
-	binary.LittleEndian.PutUint32(e[12:], uint32(cid)|cq.phase<<16|uint32(st)<<17)
+	// DW3 last, whole and atomic: the phase bit flips the entry to valid,
+	// and the driver may be polling it from another goroutine.
+	mmio.Store32(e, 12, uint32(cid)|cq.phase<<16|uint32(st)<<17)
 	cq.tail++
 	if cq.tail == cq.entries {
 		cq.tail, cq.phase = 0, cq.phase^1
