@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
@@ -18,14 +19,18 @@ import (
 //go:embed testdata/vfio-bench.sh
 var vfioBenchScript string
 
-var perfRE = regexp.MustCompile(`@@PERF (\w+) (\S+) (\{[^\n]*\})`)
+var (
+	perfRE = regexp.MustCompile(`@@PERF (\w+) (\S+) (\{[^\n]*\})`)
+	idleRE = regexp.MustCompile(`@@IDLE ([0-9.]+)`)
+)
 
 // BenchmarkVFIOvsKernelInQEMU runs the same loads in the QEMU guest
 // through the guest kernel's nvme driver and through Strata's userspace
 // driver on the same emulated controller, and reports the ratio of IOPS
 // (userspace / kernel) per load. Under software emulation the absolute
-// figures mean little; the ratio is the point. One iteration is one guest
-// boot: run it with -benchtime 1x.
+// figures mean little; the ratio is the point. It also reports the CPU an
+// idle daemon with a pcie:// pool uses (idle-%core). One iteration is one
+// guest boot: run it with -benchtime 1x.
 func BenchmarkVFIOvsKernelInQEMU(b *testing.B) {
 	dir := b.TempDir()
 	img := filepath.Join(dir, "nvme.img")
@@ -72,6 +77,13 @@ func BenchmarkVFIOvsKernelInQEMU(b *testing.B) {
 		if len(iops) != 2 {
 			b.Fatalf("want two loads with both paths, got %v\n%s", iops, res.Console)
 		}
+		m := idleRE.FindStringSubmatch(res.Console)
+		if m == nil {
+			b.Fatalf("no idle measurement\n%s", res.Console)
+		}
+		idle, _ := strconv.ParseFloat(m[1], 64)
+		b.Logf("idle daemon with a pcie:// pool: %.1f%% of a core", idle)
+		b.ReportMetric(idle, "idle-%core")
 		for load, by := range iops {
 			if by["kernel"] == 0 || by["strata"] == 0 {
 				b.Fatalf("%s: missing a path: %v", load, by)

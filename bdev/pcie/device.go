@@ -72,6 +72,9 @@ func NewDevice(name string, ctrl *Controller, nsid uint32) (*Device, error) {
 	}, nil
 }
 
+// Controller returns the controller the namespace is on.
+func (d *Device) Controller() *Controller { return d.ctrl }
+
 // Close releases the device; channels first. A device from Open also
 // shuts its controller down (CC.SHN) and releases it; one from NewDevice
 // leaves the controller to its owner.

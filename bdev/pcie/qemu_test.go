@@ -21,7 +21,8 @@ var vfioGuestScript string
 // The driver against a real controller model: QEMU's emulated NVMe behind
 // an emulated Intel IOMMU, in a guest whose kernel has VFIO (this host's
 // has none). The guest binds the controller to vfio-pci, runs the bdev
-// conformance suite and a split 1 MiB write through VFIO, and unbinds it;
+// conformance suite, a controller reset with channels on two reactors
+// recovering, and a split 1 MiB write through VFIO, and unbinds it;
 // then strata serve takes it as a pcie:// pool and shares a volume over
 // NVMe/TCP to the guest kernel's initiator, which writes through it. The
 // host finds both patterns at their offsets in the image.
@@ -50,7 +51,8 @@ func TestVFIOInQEMU(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 0, res.ExitCode, "guest tests failed")
 	for _, want := range []string{
-		"--- PASS: TestGuest1Bind", "--- PASS: TestGuest2Conformance", "--- PASS: TestGuest3Pattern", "--- PASS: TestGuest4Unbind",
+		"--- PASS: TestGuest1Bind", "--- PASS: TestGuest2Conformance", "--- PASS: TestGuest3Reset", "--- PASS: TestGuest4Pattern",
+		"--- PASS: TestGuest5Unbind",
 		"@@STEP driver after: nvme", "@@STEP daemon stopped: 0", "@@STEP driver at the end: nvme",
 	} {
 		require.Contains(t, res.Console, want)

@@ -32,3 +32,23 @@ for w in "randread 4KiB 32" "read 128KiB 8"; do
 	/host/strata pcie unbind $BDF >/dev/null
 	for i in $(seq 50); do [ -e $dev ] && break; sleep 0.1; done
 done
+
+# An idle daemon with a pcie:// pool, a volume and a share: its reactors
+# sleep (the NVMe queues are polled only while commands are out). CPU used
+# over 5 s, in % of one core (/proc ticks are USER_HZ, 100 per second).
+/host/strata pcie bind $BDF >/dev/null
+/host/strata serve --data-dir /tmp/idle --api-socket /tmp/idle.sock --discovery-port 0 --log-level warn &
+D=$!
+for i in $(seq 100); do [ -S /tmp/idle.sock ] && break; sleep 0.1; done
+S="/host/strata --socket /tmp/idle.sock"
+$S pool create nvme "pcie://$BDF" >/dev/null
+$S volume create v --pool nvme --size 64MiB >/dev/null
+$S share add v --nqn nqn.2024-01.io.strata:idle --listen 127.0.0.1:4420 --allow-any-host >/dev/null 2>&1
+sleep 2
+t0=$(awk '{print $14 + $15}' /proc/$D/stat)
+sleep 5
+t1=$(awk '{print $14 + $15}' /proc/$D/stat)
+echo "@@IDLE $(( (t1 - t0) * 100 / 500 )).$(( (t1 - t0) * 100 % 500 * 10 / 500 ))"
+kill -TERM $D
+wait $D
+/host/strata pcie unbind $BDF >/dev/null
