@@ -53,7 +53,7 @@ func TestInitSequence(t *testing.T) {
 	c, fake := newController(t, fakectrl.Config{DSTRD: 1, MDTS: 2, Record: true})
 	require.Equal(t, "FAKE0001", c.Identify().Serial())
 	require.Equal(t, 16<<10, c.MaxTransfer(), "MDTS 2: 4 pages of 4 KiB")
-	require.Equal(t, []string{"0 0x06", "0 0x09"}, fake.Log, "Identify Controller, then Set Features (queues)")
+	require.Equal(t, []string{"0 0x06", "0 0x09"}, fake.Commands(), "Identify Controller, then Set Features (queues)")
 	require.Equal(t, []uint32{1, 2}, fake.Doorbells(0x1000), "admin SQ tail doorbell, stride 8")
 	require.Equal(t, []uint32{1, 2}, fake.Doorbells(0x1008), "admin CQ head doorbell")
 	require.EqualValues(t, 1, fake.Read32(0x1c)&1, "CSTS.RDY")
@@ -189,7 +189,7 @@ func TestTimeoutAbortsThenResets(t *testing.T) {
 	require.Less(t, time.Since(start), 5*time.Second)
 	require.Equal(t, 1, fake.Resets())
 	require.EqualValues(t, 1, c.Generation())
-	require.Contains(t, fake.Log, "0 0x08", "an Abort was sent before the reset")
+	require.Contains(t, fake.Commands(), "0 0x08", "an Abort was sent before the reset")
 
 	fake.DropIO(nvme.IORead, false)
 	require.Equal(t, bdev.StatusOK, cl.Do(t, bdev.OpRead, 8, 8, got))
@@ -215,6 +215,6 @@ func TestNoTimeoutAfterIdle(t *testing.T) {
 		require.Equal(t, bdev.StatusOK, cl.Do(t, bdev.OpRead, 0, 8, buf))
 		time.Sleep(150 * time.Millisecond)
 	}
-	require.NotContains(t, fake.Log, "0 0x08", "no Abort")
+	require.NotContains(t, fake.Commands(), "0 0x08", "no Abort")
 	require.Zero(t, fake.Resets())
 }

@@ -110,7 +110,7 @@ type Controller struct {
 	data    []byte
 	sqs     map[int]*sq
 	cqs     map[int]*cq
-	Log     []string // commands seen: "qid opcode", in order (Config.Record)
+	log     []string // commands seen: "qid opcode", in order (Config.Record)
 	bells   map[int][]uint32
 	dropped map[uint8]bool // opcodes answered with no completion
 	fail    map[uint8]nvme.Status
@@ -166,8 +166,17 @@ func New(mem *Memory, cfg Config) *Controller {
 	return c
 }
 
-// Data returns the namespace's bytes (for checks behind the driver).
+// Data returns the namespace's bytes, for checks behind the driver (read
+// them while no command is in flight).
 func (c *Controller) Data() []byte { return c.data }
+
+// Commands returns the commands executed so far as "qid opcode" (with
+// Config.Record), in order.
+func (c *Controller) Commands() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.log...)
+}
 
 // Doorbells returns the values written to the doorbell at offset off
 // (with Config.Record).
@@ -309,7 +318,7 @@ func (c *Controller) consume(qid int, q *sq, tail int) {
 func (c *Controller) execute(qid int, q *sq, cmd nvme.Command) {
 	op := cmd.Opcode()
 	if c.cfg.Record {
-		c.Log = append(c.Log, fmt.Sprintf("%d %#02x", qid, op))
+		c.log = append(c.log, fmt.Sprintf("%d %#02x", qid, op))
 	}
 	if qid == 0 && c.dropped[op] || qid != 0 && c.droppedIO[op] {
 		return
