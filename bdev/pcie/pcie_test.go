@@ -85,8 +85,11 @@ func TestQueueWrapAndPhase(t *testing.T) {
 		require.Equal(t, byte(i), buf[0])
 		require.Equal(t, byte(i), fake.Data()[i*512])
 	}
-	sq := fake.Doorbells(0x1000 + 2*4) // queue 1's SQ tail doorbell, stride 4
-	cq := fake.Doorbells(0x1000 + 3*4)
+	const sqBell, cqBell = 0x1000 + 2*4, 0x1000 + 3*4 // queue 1's doorbells, stride 4
+	// The CQ head doorbell is written after the batch's callbacks have run,
+	// so the last one may still be on its way when Do returns.
+	require.Eventually(t, func() bool { return len(fake.Doorbells(cqBell)) >= 50 }, 5*time.Second, time.Millisecond)
+	sq, cq := fake.Doorbells(sqBell), fake.Doorbells(cqBell)
 	require.Len(t, sq, 50)
 	require.Len(t, cq, 50)
 	for i := range 50 {
