@@ -12,6 +12,7 @@ import (
 	"github.com/strata-storage/strata/nvmeof/host"
 	"github.com/strata-storage/strata/nvmeof/nvme"
 	"github.com/strata-storage/strata/nvmeof/pdu"
+	"github.com/strata-storage/strata/nvmeof/target"
 )
 
 // rawConn is a hand-driven host connection for sending malformed PDUs.
@@ -198,4 +199,38 @@ func TestHeaderDigestErrorIsFatal(t *testing.T) {
 	c[n-1] ^= 0xff
 	r.send(c[:n])
 	r.expectTerm(pdu.FatalHeaderDigest)
+}
+
+// A host that keeps more commands outstanding than the queue has slots,
+// none of them able to complete, has its connection ended with a sequence
+// error once the reader has waited long enough for a slot.
+func TestCommandSlotsExhausted(t *testing.T) {
+	defer target.SetSlotWaitLimit(200 * time.Millisecond)()
+	f := newFixture(t, nil)
+	r := dialRaw(t, f)
+	r.connectIO(f) // SQSIZE 32
+	slots := 32 * target.SlotsPerEntry
+	// Writes whose data waits for an R2T hold their slots until the data
+	// arrives, which it never does.
+	write := func(cid uint16) {
+		b := make([]byte, pdu.MaxHeaderSize)
+		cmd := pdu.CapsuleCmd(b).SQE()
+		cmd.SetOpcode(nvme.IOWrite)
+		cmd.SetFlags(nvme.FlagsSGL)
+		cmd.SetCID(cid)
+		cmd.SetNSID(1)
+		cmd.SetBlocks(1, false)
+		cmd.SGL().Set(nvme.SGLTransportDataBlock, 0, 512)
+		n, _ := pdu.EncodeCapsuleCmd(b, 0, false, false, 0)
+		r.send(b[:n])
+	}
+	for cid := range uint16(slots) {
+		write(cid)
+		h, err := r.rd.ReadHeader()
+		require.NoError(t, err)
+		require.Equal(t, pdu.TypeR2T, h.Type())
+		require.Equal(t, cid, pdu.R2T(h).CCCID())
+	}
+	write(uint16(slots))
+	r.expectTerm(pdu.FatalSequence)
 }

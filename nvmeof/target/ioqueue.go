@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -18,14 +17,18 @@ import (
 	"github.com/strata-storage/strata/reactor/mpsc"
 )
 
-// spareSlots are command slots beyond SQSIZE: a host may send its next
-// command as soon as it reads a response, a moment before the reactor has
-// seen the write complete and freed the slot.
-const spareSlots = 8
+// slotsPerEntry is how many command slots a queue has per SQ entry. A slot
+// is freed when the reactor reaps the completion of the write that carried
+// its response, but the host may reuse the command ID as soon as the bytes
+// arrive: until the reactor gets to that completion, up to SQSIZE more
+// commands can be on their way. Twice SQSIZE (as Linux's nvmet-tcp
+// allocates) keeps a busy reactor from ever making the reader wait; the
+// buffers are reserved address space, touched only when used.
+const slotsPerEntry = 2
 
 // slotWaitLimit bounds how long the reader waits for a free slot before it
-// declares the host in breach of its queue size.
-const slotWaitLimit = 5 * time.Second
+// declares the host in breach of its queue size. A variable for tests.
+var slotWaitLimit = 5 * time.Second
 
 // What the reader asks the reactor to do with a command.
 const (
@@ -104,6 +107,10 @@ type ioQueue struct {
 	mem  *iomem.Region
 	cmds []command
 	free *mpsc.Queue[uint16] // freed by the reactor, taken by the reader
+	// slotWanted is set by a reader with no free slot before it blocks on
+	// slotFreed; the reactor signals after it frees one.
+	slotWanted atomic.Bool
+	slotFreed  chan struct{}
 	// outstanding counts slots taken and not yet freed.
 	outstanding atomic.Int32
 	sqhd        atomic.Uint32 // commands fetched, for SQHD
@@ -118,7 +125,7 @@ type ioQueue struct {
 }
 
 func newIOQueue(c *conn, ctrl *Controller) (*ioQueue, error) {
-	n := int(c.sqsize) + spareSlots
+	n := int(c.sqsize) * slotsPerEntry
 	mem, err := iomem.Reserve(n * MaxTransferBytes)
 	if err != nil {
 		return nil, err
@@ -140,7 +147,7 @@ func newIOQueue(c *conn, ctrl *Controller) (*ioQueue, error) {
 	rid := int(c.qid-1) % c.t.g.Len()
 	q := &ioQueue{
 		c: c, ctrl: ctrl, r: c.t.g.Get(rid), rid: rid, fd: fd, mem: mem,
-		cmds: make([]command, n), free: free, closed: make(chan struct{}),
+		cmds: make([]command, n), free: free, slotFreed: make(chan struct{}, 1), closed: make(chan struct{}),
 	}
 	for i := range q.cmds {
 		cmd := &q.cmds[i]
@@ -166,23 +173,47 @@ func nextPow2(n int) int {
 // release frees a queue that never started.
 func (q *ioQueue) release() { q.mem.Unmap() }
 
-// takeSlot returns a free slot for a new command.
+// takeSlot returns a free slot for a new command. With none free it
+// sleeps until the reactor frees one: spinning would take the CPU from the
+// very reactor that frees slots when the two share a core.
 func (q *ioQueue) takeSlot() (*command, error) {
 	idx, ok := q.free.Pop()
 	if !ok {
-		deadline := time.Now().Add(slotWaitLimit)
-		for !ok {
-			if time.Now().After(deadline) {
-				return nil, &pdu.FatalError{Status: pdu.FatalSequence, Reason: fmt.Sprintf("more than %d commands outstanding", q.c.sqsize)}
-			}
-			runtime.Gosched()
-			idx, ok = q.free.Pop()
+		var err error
+		if idx, err = q.waitSlot(); err != nil {
+			return nil, err
 		}
 	}
 	q.outstanding.Add(1)
 	cmd := &q.cmds[idx]
 	cmd.state, cmd.received, cmd.ns = stIdle, 0, nil
 	return cmd, nil
+}
+
+// waitSlot blocks until a slot is freed, or fails the connection after
+// slotWaitLimit: a host that keeps that many commands outstanding breaks
+// its queue size.
+func (q *ioQueue) waitSlot() (uint16, error) {
+	timeout := time.NewTimer(slotWaitLimit)
+	defer timeout.Stop()
+	for {
+		q.slotWanted.Store(true)
+		// Re-check after announcing the wait: a slot freed before the
+		// reactor could see slotWanted sends no signal.
+		if idx, ok := q.free.Pop(); ok {
+			q.slotWanted.Store(false)
+			return idx, nil
+		}
+		select {
+		case <-q.slotFreed:
+		case <-timeout.C:
+			q.slotWanted.Store(false)
+			return 0, &pdu.FatalError{Status: pdu.FatalSequence, Reason: fmt.Sprintf("more than %d commands outstanding", q.c.sqsize)}
+		}
+		if idx, ok := q.free.Pop(); ok {
+			return idx, nil
+		}
+	}
 }
 
 // readLoop is the reader goroutine of an I/O queue.
@@ -548,6 +579,12 @@ func (q *ioQueue) queueR2T(cmd *command) {
 func (q *ioQueue) freeSlot(cmd *command) {
 	cmd.req.Buf = nil
 	q.free.Push(cmd.idx)
+	if q.slotWanted.Load() && q.slotWanted.CompareAndSwap(true, false) {
+		select {
+		case q.slotFreed <- struct{}{}:
+		default: // a signal is already pending
+		}
+	}
 	q.outstanding.Add(-1)
 	q.maybeFinalize()
 }
