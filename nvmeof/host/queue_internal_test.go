@@ -1,0 +1,114 @@
+package host
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/strata-storage/strata/nvmeof/nvme"
+	"github.com/strata-storage/strata/nvmeof/pdu"
+)
+
+// fakeTarget answers a queue's ICReq and Connect, then hands the test the
+// command IDs it reads and sends the responses the test asks for.
+type fakeTarget struct {
+	t  *testing.T
+	nc net.Conn
+	rd *pdu.Reader
+}
+
+func acceptFake(t *testing.T, ln net.Listener) *fakeTarget {
+	nc, err := ln.Accept()
+	require.NoError(t, err)
+	t.Cleanup(func() { nc.Close() })
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	f := &fakeTarget{t: t, nc: nc, rd: pdu.NewReader(bufio.NewReader(nc), pdu.Config{MaxData: 1 << 20})}
+	h, err := f.rd.ReadHeader()
+	require.NoError(t, err)
+	require.Equal(t, pdu.TypeICReq, h.Type())
+	ic := make([]byte, pdu.ICSize)
+	pdu.EncodeICResp(ic, 0, 0, 128<<10)
+	_, err = nc.Write(ic)
+	require.NoError(t, err)
+	f.respond(f.readCIDs(1)...) // Connect
+	return f
+}
+
+// readCIDs reads n command capsules and returns their command IDs.
+func (f *fakeTarget) readCIDs(n int) []uint16 {
+	var cids []uint16
+	for range n {
+		h, err := f.rd.ReadHeader()
+		require.NoError(f.t, err)
+		require.Equal(f.t, pdu.TypeCapsuleCmd, h.Type())
+		cids = append(cids, nvme.Command(pdu.CapsuleCmd(h).SQE()).CID())
+		require.NoError(f.t, f.rd.Discard())
+	}
+	return cids
+}
+
+// respond sends a successful response for each command, all in one write.
+func (f *fakeTarget) respond(cids ...uint16) {
+	var b []byte
+	for _, cid := range cids {
+		var r [pdu.CapsuleRespHLen]byte
+		pdu.CapsuleResp(r[:]).CQE().Set(0, 0, 0, 1, cid, nvme.Success)
+		n := pdu.EncodeCapsuleResp(r[:], false)
+		b = append(b, r[:n]...)
+	}
+	_, err := f.nc.Write(b)
+	require.NoError(f.t, err)
+}
+
+// Responses that arrive together have the commands their callbacks submit
+// sent together, in one write; a lone response's follow-up goes at once.
+func TestCallbacksSubmitInOneWrite(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	fake := make(chan *fakeTarget, 1)
+	go func() { fake <- acceptFake(t, ln) }()
+	cfg := &Config{}
+	cfg.setDefaults()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const depth = 8
+	q, _, err := dialQueue(ctx, ln.Addr().String(), "nqn.2024-01.io.strata:fake", 1, depth, 1, cfg)
+	require.NoError(t, err)
+	defer q.Close()
+	f := <-fake
+
+	rounds := make(chan struct{}, 2*depth)
+	reqs := make([]Request, depth)
+	for i := range reqs {
+		reqs[i].SetRead(1, uint64(i), 1, make([]byte, 512))
+		second := false
+		reqs[i].Callback = func(r *Request) {
+			require.NoError(t, r.Err)
+			rounds <- struct{}{}
+			if !second { // submit once more, from the reader goroutine
+				second = true
+				q.Submit(r)
+			}
+		}
+	}
+	for i := range reqs {
+		q.Submit(&reqs[i])
+	}
+	cids := f.readCIDs(depth)
+	before := q.Stats()
+	require.EqualValues(t, 1+depth, before.Commands, "Connect, then the first round")
+
+	f.respond(cids...) // all in one segment
+	f.respond(f.readCIDs(depth)...)
+	for range 2 * depth {
+		<-rounds
+	}
+	after := q.Stats()
+	require.EqualValues(t, depth, after.Commands-before.Commands)
+	require.EqualValues(t, 1, after.Writes-before.Writes, "the second round went out in one write")
+}
