@@ -798,12 +798,28 @@ func (o *outQueue) dropPending() {
 	o.head, o.tail = nil, nil
 }
 
-// flushNamespace flushes a namespace's device from a control path.
-func flushNamespace(t *Target, ns *nsState) error {
+// flushNamespace flushes a namespace's device from a control path, on
+// reactor 0's channel. Like a command it counts as in flight there, and a
+// namespace replaced meanwhile is looked up again, so ReplaceNamespace
+// never closes a channel under it.
+func flushNamespace(t *Target, sub *Subsystem, ns *nsState) error {
 	done := make(chan bdev.Status, 1)
-	req := &bdev.Request{Op: bdev.OpFlush, Callback: func(r *bdev.Request) { done <- r.Status }}
-	ch := ns.channels[0]
-	if err := ch.Reactor().Post(reactor.TaskFunc(func(*reactor.Reactor) { ch.Submit(req) })); err != nil {
+	req := &bdev.Request{Op: bdev.OpFlush}
+	r := ns.channels[0].Reactor()
+	err := r.Post(reactor.TaskFunc(func(*reactor.Reactor) {
+		if ns.retired.Load() {
+			if cur := sub.namespace(ns.ID); cur != nil {
+				ns = cur
+			}
+		}
+		ns.inflight[0]++
+		req.Callback = func(r *bdev.Request) {
+			ns.inflight[0]--
+			done <- r.Status
+		}
+		ns.channels[0].Submit(req)
+	}))
+	if err != nil {
 		return err
 	}
 	return (<-done).Err()
