@@ -235,8 +235,8 @@ disk=$(df -h --output=source,fstype "$DIR" | tail -1 | awk '{print $1" ("$2")"}'
 	echo "QEMU's emulated NVMe controller on a 256 MiB image), the same load for ${SECS}s through the guest kernel's nvme driver"
 	echo "(\`strata perf -device uring:///dev/nvme0n1\`: io_uring, O_DIRECT) and through Strata's VFIO driver"
 	echo "(\`strata perf -device pcie://BDF\`), one reactor on guest core 0. Strata perf stands in for fio here: fio's"
-	echo "libraries (ceph, gluster, ICU...) would triple the guest image, and on the host strata perf measures at or above fio"
-	echo "on the same io_uring path (table above). Under emulation absolute figures mean little: read the ratio"
+	echo "libraries (64 shared objects, 80 MiB: ceph, gluster, ICU...) would swell the guest image; the table above compares"
+	echo "strata perf with fio on the host's io_uring path. Under emulation absolute figures mean little: read the ratio"
 	echo "(userspace / kernel IOPS; goal >= 1.0)."
 	echo
 	echo "| load | ratio |"
