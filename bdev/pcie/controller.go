@@ -49,8 +49,9 @@ type Controller struct {
 
 	// gen counts controller resets: I/O queue pairs made before the
 	// current generation are gone and their commands with them.
-	gen    atomic.Uint64
-	resets atomic.Uint64
+	gen       atomic.Uint64
+	resets    atomic.Uint64
+	resetting bool // under mu: a reset is running its own admin commands
 }
 
 // sleep passes time between register polls; tests may shorten it.
@@ -132,6 +133,12 @@ func (c *Controller) Reset(gen uint64) error {
 	if c.gen.Load() != gen {
 		return nil
 	}
+	return c.resetLocked()
+}
+
+func (c *Controller) resetLocked() error {
+	c.resetting = true
+	defer func() { c.resetting = false }()
 	c.resets.Add(1)
 	defer c.gen.Add(1)
 	if err := c.disable(); err != nil {
@@ -217,7 +224,17 @@ func (c *Controller) adminLocked(cmd nvme.Command, data []byte, toController boo
 			return 0, ErrFatal
 		}
 		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("%w: admin command %#x got no completion in %v", ErrTimeout, cmd.Opcode(), adminTimeout)
+			err := fmt.Errorf("%w: admin command %#x got no completion in %v", ErrTimeout, cmd.Opcode(), adminTimeout)
+			// The command may still complete, and DMA into the admin buffer
+			// a later command uses, under a command ID given out again:
+			// reset the controller, which stops its DMA and drops every
+			// queue (I/O queue pairs see the new generation and recreate).
+			if !c.resetting {
+				if rerr := c.resetLocked(); rerr != nil {
+					err = fmt.Errorf("%w (reset after it: %v)", err, rerr)
+				}
+			}
+			return 0, err
 		}
 		sleep(10 * time.Microsecond)
 	}

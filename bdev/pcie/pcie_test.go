@@ -109,13 +109,22 @@ func TestControllerNeverReady(t *testing.T) {
 	require.Less(t, time.Since(start), 5*time.Second)
 }
 
-// A hung admin command times out with a clear error.
+// A hung admin command times out with a clear error and resets the
+// controller, which then answers again.
 func TestAdminTimeout(t *testing.T) {
 	c, fake := newController(t, fakectrl.Config{})
 	defer pcie.SetAdminTimeout(200 * time.Millisecond)()
-	fake.DropAdmin(nvme.AdminIdentify)
+	fake.DropAdmin(nvme.AdminIdentify, true)
 	_, err := c.Namespace(1)
 	require.ErrorIs(t, err, pcie.ErrTimeout)
+	// The lost command could still complete into the admin buffer: the
+	// controller was reset before anything else used it.
+	require.Equal(t, 1, fake.Resets())
+	require.EqualValues(t, 1, c.Generation())
+	fake.DropAdmin(nvme.AdminIdentify, false)
+	ns, err := c.Namespace(1)
+	require.NoError(t, err)
+	require.NotZero(t, ns.Blocks())
 }
 
 // Failed commands map to block device statuses.

@@ -187,11 +187,16 @@ func (c *Controller) Doorbells(off int) []uint32 {
 }
 
 // DropAdmin makes admin commands with opcode op vanish: no completion (a
-// hung command, for timeout tests).
-func (c *Controller) DropAdmin(op uint8) {
+// DropAdmin makes admin commands with opcode op vanish (drop true), or
+// answer again (false).
+func (c *Controller) DropAdmin(op uint8, drop bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.dropped[op] = true
+	if drop {
+		c.dropped[op] = true
+	} else {
+		delete(c.dropped, op)
+	}
 }
 
 // DropIO makes I/O commands with opcode op vanish (drop true), or answer
