@@ -331,11 +331,11 @@ func (q *Queue) flushLocked() error {
 	return nil
 }
 
-// cork holds commands while the reader has more input buffered, and sends
-// them once it has none: it is about to block, and the commands must not
-// wait for it.
+// cork holds commands while the reader has another whole PDU buffered, and
+// sends them once it has not: the reader is about to block, and the
+// commands must not wait for it.
 func (q *Queue) cork() error {
-	more := q.br.Buffered() > 0
+	more := q.wholePDUBuffered()
 	q.wmu.Lock()
 	defer q.wmu.Unlock()
 	q.corked = more
@@ -343,6 +343,17 @@ func (q *Queue) cork() error {
 		return nil
 	}
 	return q.flushLocked()
+}
+
+// wholePDUBuffered reports whether the next PDU is entirely in the read
+// buffer, from the PLEN of its common header (TP 8000, 3.6.1). Reader only.
+func (q *Queue) wholePDUBuffered() bool {
+	n := q.br.Buffered()
+	if n < pdu.CommonHeaderSize {
+		return false
+	}
+	ch, err := q.br.Peek(pdu.CommonHeaderSize) // buffered: does not block
+	return err == nil && uint64(pdu.Header(ch).PLen()) <= uint64(n)
 }
 
 // Stats counts a queue's command capsules and the socket writes that

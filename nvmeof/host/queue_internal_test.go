@@ -112,3 +112,61 @@ func TestCallbacksSubmitInOneWrite(t *testing.T) {
 	require.EqualValues(t, depth, after.Commands-before.Commands)
 	require.EqualValues(t, 1, after.Writes-before.Writes, "the second round went out in one write")
 }
+
+// respondSplit sends responses for cids in one write, but only the first
+// half of the last one; it returns the rest of that one.
+func (f *fakeTarget) respondSplit(cids ...uint16) []byte {
+	var b []byte
+	for _, cid := range cids {
+		var r [pdu.CapsuleRespHLen]byte
+		pdu.CapsuleResp(r[:]).CQE().Set(0, 0, 0, 1, cid, nvme.Success)
+		n := pdu.EncodeCapsuleResp(r[:], false)
+		b = append(b, r[:n]...)
+	}
+	cut := len(b) - pdu.CapsuleRespHLen/2
+	_, err := f.nc.Write(b[:cut])
+	require.NoError(f.t, err)
+	return b[cut:]
+}
+
+// Bytes of a PDU that has not fully arrived do not hold the commands back:
+// the reader will block on the rest, so it sends them first.
+func TestPartialPDUDoesNotHoldCommands(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	fake := make(chan *fakeTarget, 1)
+	go func() { fake <- acceptFake(t, ln) }()
+	cfg := &Config{}
+	cfg.setDefaults()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const depth = 8
+	q, _, err := dialQueue(ctx, ln.Addr().String(), "nqn.2024-01.io.strata:fake", 1, depth, 1, cfg)
+	require.NoError(t, err)
+	defer q.Close()
+	f := <-fake
+
+	reqs := make([]Request, depth)
+	for i := range reqs {
+		reqs[i].SetRead(1, uint64(i), 1, make([]byte, 512))
+		second := false
+		reqs[i].Callback = func(r *Request) {
+			if !second {
+				second = true
+				q.Submit(r)
+			}
+		}
+	}
+	for i := range reqs {
+		q.Submit(&reqs[i])
+	}
+	rest := f.respondSplit(f.readCIDs(depth)...)
+	// The first depth-1 follow-ups arrive while the last response is
+	// still incomplete.
+	f.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	f.readCIDs(depth - 1)
+	_, err = f.nc.Write(rest)
+	require.NoError(t, err)
+	f.readCIDs(1)
+}
