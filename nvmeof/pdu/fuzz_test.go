@@ -8,8 +8,8 @@ import (
 
 // FuzzReader feeds arbitrary streams to the Reader: it must never panic,
 // return either a header or an error (never both), keep every data length
-// within the configured bound, and, for accepted PDUs, report a header that
-// re-reads identically.
+// within the configured bound, and, for accepted PDUs, report a header of
+// the type's HLEN and a frame that spans exactly PLEN.
 func FuzzReader(f *testing.F) {
 	b := make([]byte, 512)
 	EncodeICReq(b, 0, DgstHeader|DgstData, 0)
@@ -28,6 +28,10 @@ func FuzzReader(f *testing.F) {
 		n, _ = EncodeCapsuleCmd(b, 0, dg[0], dg[1], 0)
 		f.Add(append([]byte{}, b[:n]...), dg[0], dg[1])
 	}
+	// Data digest over no data: PLEN still counts the digest.
+	z := make([]byte, DataHLen+DigestSize)
+	Header(z).SetCommon(TypeH2CData, FlagLastPDU|FlagDDGST, DataHLen, DataHLen, DataHLen+DigestSize)
+	f.Add(z, false, true)
 	n := EncodeTermReq(b, TypeH2CTermReq, FatalSequence, 0, []byte{1, 2, 3})
 	f.Add(append([]byte{}, b[:n]...), false, false)
 
@@ -51,6 +55,9 @@ func FuzzReader(f *testing.F) {
 			}
 			if h.HLen() != hlenOf(h.Type()) {
 				t.Fatalf("accepted HLEN %d for %v", h.HLen(), h.Type())
+			}
+			if r.frame.Len() != int(h.PLen()) {
+				t.Fatalf("%v frame %+v spans %d bytes, PLEN %d", h.Type(), r.frame, r.frame.Len(), h.PLen())
 			}
 			if err := r.ReadData(make([]byte, r.DataLen())); err != nil {
 				return

@@ -45,6 +45,113 @@ type Config struct {
 	DataAlign int
 }
 
+// Frame is the layout of one PDU, worked out from its header: what follows
+// the header up to PLEN.
+type Frame struct {
+	HeaderLen  int    // the header with its digest
+	PadLen     int    // padding from the header's end to PDO
+	DataLen    uint32 // data bytes
+	DataDigest bool   // a data digest follows the data
+}
+
+// Len returns the length of the whole PDU (PLEN).
+func (f Frame) Len() int {
+	n := f.HeaderLen + f.PadLen + int(f.DataLen)
+	if f.DataDigest {
+		n += DigestSize
+	}
+	return n
+}
+
+// HeaderLen returns how many bytes the header starting with the common
+// header ch occupies, its digest included; a *FatalError for a type this
+// side may not receive or a wrong HLEN. Allocates only on error.
+func (c *Config) HeaderLen(ch Header) (int, error) {
+	t, hlen := ch.Type(), ch.HLen()
+	want := hlenOf(t)
+	if want == 0 || (c.Accept != nil && !c.Accept(t)) {
+		return 0, fatal(FatalInvalidHeader, chType, ch[:CommonHeaderSize], "unexpected PDU type %v", t)
+	}
+	if hlen != want {
+		return 0, fatal(FatalInvalidHeader, chHLen, ch[:CommonHeaderSize], "%v with HLEN %d, want %d", t, hlen, want)
+	}
+	if c.headerDigest(t) {
+		return hlen + DigestSize, nil
+	}
+	return hlen, nil
+}
+
+// headerDigest says whether a header of type t carries a digest. IC and
+// TermReq PDUs never do: they are exchanged before digests are agreed, or
+// when the stream can no longer be trusted.
+func (c *Config) headerDigest(t Type) bool {
+	noDigest := t == TypeICReq || t == TypeICResp || t == TypeH2CTermReq || t == TypeC2HTermReq
+	return c.HeaderDigest && !noDigest
+}
+
+// ParseHeader validates a whole header, b[:HeaderLen] (digest included),
+// and returns its frame. Malformed headers give a *FatalError quoting b.
+// Allocates only on error.
+func (c *Config) ParseHeader(b []byte) (Frame, error) {
+	h := Header(b)
+	t, hlen := h.Type(), h.HLen()
+	hdgst := c.headerDigest(t)
+	noDigest := t == TypeICReq || t == TypeICResp || t == TypeH2CTermReq || t == TypeC2HTermReq
+	if hdgst != (h.Flags()&FlagHDGST != 0) && !noDigest {
+		return Frame{}, fatal(FatalInvalidHeader, chFlags, b[:CommonHeaderSize], "%v HDGST flag does not match the negotiated digest", t)
+	}
+	hend := hlen
+	if hdgst {
+		hend += DigestSize
+		if binary.LittleEndian.Uint32(b[hlen:]) != Digest(b[:hlen]) {
+			return Frame{}, fatal(FatalHeaderDigest, 0, b[:hend], "%v header digest mismatch", t)
+		}
+	}
+	return c.layout(b[:hend], t, h.Flags(), h.PDO(), h.PLen())
+}
+
+// layout checks PDO and PLEN and works out the data length and padding.
+func (c *Config) layout(hdr []byte, t Type, flags uint8, pdo int, plen uint32) (Frame, error) {
+	hend := len(hdr)
+	ddgst := c.DataDigest && flags&FlagDDGST != 0
+	if c.DataDigest && !ddgst && (t == TypeCapsuleCmd || t == TypeH2CData || t == TypeC2HData) && pdo != 0 {
+		return Frame{}, fatal(FatalInvalidHeader, chFlags, hdr, "%v without the negotiated data digest", t)
+	}
+	if !c.DataDigest && flags&FlagDDGST != 0 {
+		return Frame{}, fatal(FatalInvalidHeader, chFlags, hdr, "%v with a data digest not negotiated", t)
+	}
+	isTerm := t == TypeH2CTermReq || t == TypeC2HTermReq
+	switch {
+	case pdo == 0:
+		if plen != uint32(hend) && !(isTerm && plen <= MaxTermReqPLen && plen >= uint32(hend)) {
+			return Frame{}, fatal(FatalInvalidHeader, chPLen, hdr, "%v PLEN %d without data, want %d", t, plen, hend)
+		}
+		return Frame{HeaderLen: hend, DataLen: plen - uint32(hend)}, nil
+	case t == TypeICReq || t == TypeICResp || t == TypeCapsuleResp || t == TypeR2T:
+		return Frame{}, fatal(FatalInvalidHeader, chPDO, hdr, "%v cannot carry data (PDO %d)", t, pdo)
+	case pdo < hend:
+		return Frame{}, fatal(FatalInvalidHeader, chPDO, hdr, "%v PDO %d inside the header (%d bytes)", t, pdo, hend)
+	case c.DataAlign > 4 && pdo%c.DataAlign != 0 && !isTerm:
+		return Frame{}, fatal(FatalInvalidHeader, chPDO, hdr, "%v PDO %d not aligned to %d", t, pdo, c.DataAlign)
+	}
+	tail := uint32(0)
+	if ddgst {
+		tail = DigestSize
+	}
+	if plen < uint32(pdo)+tail {
+		return Frame{}, fatal(FatalInvalidHeader, chPLen, hdr, "%v PLEN %d shorter than PDO %d and digest", t, plen, pdo)
+	}
+	dataLen := plen - uint32(pdo) - tail
+	if isTerm {
+		if plen > MaxTermReqPLen {
+			return Frame{}, fatal(FatalInvalidHeader, chPLen, hdr, "%v PLEN %d exceeds %d", t, plen, MaxTermReqPLen)
+		}
+	} else if dataLen > c.MaxData {
+		return Frame{}, fatal(FatalDataLimitExceeded, 0, hdr, "%v carries %d data bytes, more than %d", t, dataLen, c.MaxData)
+	}
+	return Frame{HeaderLen: hend, PadLen: pdo - hend, DataLen: dataLen, DataDigest: ddgst}, nil
+}
+
 // Reader frames PDUs from a byte stream. ReadHeader returns each header;
 // the caller then consumes its data with ReadData or Discard before the next
 // ReadHeader. The returned Header is valid until the next ReadHeader: the
@@ -54,8 +161,7 @@ type Reader struct {
 	cfg     Config
 	buf     [MaxHeaderSize]byte
 	hdr     Header
-	dataLen uint32
-	padLen  int
+	frame   Frame
 	pending bool // data of the current PDU not yet consumed
 	scratch [64]byte
 }
@@ -78,95 +184,31 @@ func (r *Reader) ReadHeader() (Header, error) {
 	if _, err := io.ReadFull(r.r, ch); err != nil {
 		return nil, fmt.Errorf("pdu: read header: %w", err)
 	}
-	h := Header(ch)
-	t, hlen, pdo, plen := h.Type(), h.HLen(), h.PDO(), h.PLen()
-	want := hlenOf(t)
-	if want == 0 || (r.cfg.Accept != nil && !r.cfg.Accept(t)) {
-		return nil, fatal(FatalInvalidHeader, chType, ch, "unexpected PDU type %v", t)
-	}
-	if hlen != want {
-		return nil, fatal(FatalInvalidHeader, chHLen, ch, "%v with HLEN %d, want %d", t, hlen, want)
-	}
-	// IC and TermReq PDUs never carry digests: they are exchanged before
-	// digests are agreed, or when the stream can no longer be trusted.
-	noDigest := t == TypeICReq || t == TypeICResp || t == TypeH2CTermReq || t == TypeC2HTermReq
-	hdgst := r.cfg.HeaderDigest && !noDigest
-	if hdgst != (h.Flags()&FlagHDGST != 0) && !noDigest {
-		return nil, fatal(FatalInvalidHeader, chFlags, ch, "%v HDGST flag does not match the negotiated digest", t)
-	}
-	hend := hlen
-	if hdgst {
-		hend += DigestSize
-	}
-	if _, err := io.ReadFull(r.r, r.buf[CommonHeaderSize:hend]); err != nil {
-		return nil, fmt.Errorf("pdu: read %v header: %w", t, err)
-	}
-	r.hdr = Header(r.buf[:hlen])
-	if hdgst {
-		if binary.LittleEndian.Uint32(r.buf[hlen:]) != Digest(r.buf[:hlen]) {
-			return nil, fatal(FatalHeaderDigest, 0, r.buf[:hend], "%v header digest mismatch", t)
-		}
-	}
-	if err := r.layout(t, h.Flags(), hend, pdo, plen); err != nil {
+	hend, err := r.cfg.HeaderLen(ch)
+	if err != nil {
 		return nil, err
 	}
-	r.pending = r.dataLen > 0 || r.padLen > 0
+	if _, err := io.ReadFull(r.r, r.buf[CommonHeaderSize:hend]); err != nil {
+		return nil, fmt.Errorf("pdu: read %v header: %w", Header(ch).Type(), err)
+	}
+	if r.frame, err = r.cfg.ParseHeader(r.buf[:hend]); err != nil {
+		return nil, err
+	}
+	r.hdr = Header(r.buf[:Header(ch).HLen()])
+	r.pending = r.frame.DataLen > 0 || r.frame.PadLen > 0
 	return r.hdr, nil
 }
 
-// layout checks PDO and PLEN and works out the data length and padding.
-func (r *Reader) layout(t Type, flags uint8, hend, pdo int, plen uint32) error {
-	ddgst := r.cfg.DataDigest && flags&FlagDDGST != 0
-	if r.cfg.DataDigest && !ddgst && (t == TypeCapsuleCmd || t == TypeH2CData || t == TypeC2HData) && pdo != 0 {
-		return fatal(FatalInvalidHeader, chFlags, r.buf[:hend], "%v without the negotiated data digest", t)
-	}
-	if !r.cfg.DataDigest && flags&FlagDDGST != 0 {
-		return fatal(FatalInvalidHeader, chFlags, r.buf[:hend], "%v with a data digest not negotiated", t)
-	}
-	isTerm := t == TypeH2CTermReq || t == TypeC2HTermReq
-	switch {
-	case pdo == 0:
-		if plen != uint32(hend) && !(isTerm && plen <= MaxTermReqPLen && plen >= uint32(hend)) {
-			return fatal(FatalInvalidHeader, chPLen, r.buf[:hend], "%v PLEN %d without data, want %d", t, plen, hend)
-		}
-		r.dataLen, r.padLen = plen-uint32(hend), 0
-		return nil
-	case t == TypeICReq || t == TypeICResp || t == TypeCapsuleResp || t == TypeR2T:
-		return fatal(FatalInvalidHeader, chPDO, r.buf[:hend], "%v cannot carry data (PDO %d)", t, pdo)
-	case pdo < hend:
-		return fatal(FatalInvalidHeader, chPDO, r.buf[:hend], "%v PDO %d inside the header (%d bytes)", t, pdo, hend)
-	case r.cfg.DataAlign > 4 && pdo%r.cfg.DataAlign != 0 && !isTerm:
-		return fatal(FatalInvalidHeader, chPDO, r.buf[:hend], "%v PDO %d not aligned to %d", t, pdo, r.cfg.DataAlign)
-	}
-	tail := uint32(0)
-	if ddgst {
-		tail = DigestSize
-	}
-	if plen < uint32(pdo)+tail {
-		return fatal(FatalInvalidHeader, chPLen, r.buf[:hend], "%v PLEN %d shorter than PDO %d and digest", t, plen, pdo)
-	}
-	dataLen := plen - uint32(pdo) - tail
-	if isTerm {
-		if plen > MaxTermReqPLen {
-			return fatal(FatalInvalidHeader, chPLen, r.buf[:hend], "%v PLEN %d exceeds %d", t, plen, MaxTermReqPLen)
-		}
-	} else if dataLen > r.cfg.MaxData {
-		return fatal(FatalDataLimitExceeded, 0, r.buf[:hend], "%v carries %d data bytes, more than %d", t, dataLen, r.cfg.MaxData)
-	}
-	r.dataLen, r.padLen = dataLen, pdo-hend
-	return nil
-}
-
 // DataLen returns the data length of the PDU whose header was read last.
-func (r *Reader) DataLen() uint32 { return r.dataLen }
+func (r *Reader) DataLen() uint32 { return r.frame.DataLen }
 
 // ReadData reads the current PDU's data into dst, which must be exactly
 // DataLen bytes, and checks the data digest.
 func (r *Reader) ReadData(dst []byte) error {
-	if uint32(len(dst)) != r.dataLen || !r.pending && r.dataLen > 0 {
-		return fmt.Errorf("pdu: ReadData of %d bytes for %d pending", len(dst), r.dataLen)
+	if uint32(len(dst)) != r.frame.DataLen || !r.pending && r.frame.DataLen > 0 {
+		return fmt.Errorf("pdu: ReadData of %d bytes for %d pending", len(dst), r.frame.DataLen)
 	}
-	if err := r.skip(r.padLen); err != nil {
+	if err := r.skip(r.frame.PadLen); err != nil {
 		return err
 	}
 	if _, err := io.ReadFull(r.r, dst); err != nil {
@@ -177,7 +219,7 @@ func (r *Reader) ReadData(dst []byte) error {
 }
 
 func (r *Reader) checkDataDigest(data []byte) error {
-	if !r.cfg.DataDigest || r.hdr.Flags()&FlagDDGST == 0 {
+	if !r.frame.DataDigest {
 		return nil
 	}
 	d := r.scratch[:DigestSize] // a local array would escape to the heap
@@ -198,10 +240,7 @@ var ErrDataDigest = errors.New("pdu: data digest mismatch")
 
 // Discard skips the current PDU's data (and digest).
 func (r *Reader) Discard() error {
-	n := r.padLen + int(r.dataLen)
-	if r.cfg.DataDigest && r.hdr.Flags()&FlagDDGST != 0 && r.dataLen > 0 {
-		n += DigestSize
-	}
+	n := r.frame.Len() - r.frame.HeaderLen
 	r.pending = false
 	return r.skip(n)
 }
