@@ -79,16 +79,19 @@ const (
 	OpReadFixed  Op = 4
 	OpWriteFixed Op = 5
 	OpPollAdd    Op = 6
+	OpSendmsg    Op = 9
 	OpFallocate  Op = 17
 	OpRead       Op = 22
 	OpWrite      Op = 23
+	OpRecv       Op = 27
 	OpMsgRing    Op = 40
 )
 
 var opNames = [...]string{
 	OpNop: "NOP", OpReadv: "READV", OpWritev: "WRITEV", OpFsync: "FSYNC",
 	OpReadFixed: "READ_FIXED", OpWriteFixed: "WRITE_FIXED", OpPollAdd: "POLL_ADD",
-	OpFallocate: "FALLOCATE", OpRead: "READ", OpWrite: "WRITE", OpMsgRing: "MSG_RING",
+	OpSendmsg: "SENDMSG", OpFallocate: "FALLOCATE", OpRead: "READ", OpWrite: "WRITE",
+	OpRecv: "RECV", OpMsgRing: "MSG_RING",
 }
 
 func (o Op) String() string {

@@ -2,6 +2,7 @@ package uring
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -381,4 +382,96 @@ func TestSparseFilesAndFixedIndex(t *testing.T) {
 	sqe.PrepWriteFixed(5, b[0], 0, 0)
 	sqe.Flags |= SQEFixedFile
 	require.EqualValues(t, -int32(unix.EBADF), run(t, r, 1)[0].Res, "emptied slot")
+}
+
+// tcpPair returns the fds of both ends of a loopback TCP connection, in
+// the O_NONBLOCK mode Go's net package leaves them in.
+func tcpPair(t *testing.T) (a, b int) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	ca, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	cb := <-accepted
+	require.NotNil(t, cb)
+	t.Cleanup(func() { ca.Close(); cb.Close() })
+	fd := func(c net.Conn) (fd int) {
+		rc, err := c.(*net.TCPConn).SyscallConn()
+		require.NoError(t, err)
+		require.NoError(t, rc.Control(func(f uintptr) { fd = int(f) }))
+		return fd
+	}
+	return fd(ca), fd(cb)
+}
+
+// RECV and SENDMSG wait for data and buffer space on an O_NONBLOCK socket
+// instead of failing with EAGAIN: the target's queues rely on it.
+func TestSocketOpsWaitOnNonblockingSockets(t *testing.T) {
+	r := newRing(t, Options{Entries: 8, SingleIssuer: true})
+	a, b := tcpPair(t)
+
+	buf := make([]byte, 64)
+	sqe := r.GetSQE()
+	sqe.PrepRecv(int32(a), buf, 0)
+	sqe.UserData = 1
+	_, err := r.Submit()
+	require.NoError(t, err)
+	time.Sleep(20 * time.Millisecond)
+	_, err = r.Submit() // run any task work: nothing may have completed
+	require.NoError(t, err)
+	require.Zero(t, r.Ready(), "RECV completed with no data sent")
+	_, err = unix.Write(b, []byte("hello"))
+	require.NoError(t, err)
+	c := run(t, r, 1)[0]
+	require.EqualValues(t, 5, c.Res)
+	require.Equal(t, "hello", string(buf[:5]))
+
+	// More than the socket buffers hold: the send waits for the reader.
+	require.NoError(t, unix.SetsockoptInt(a, unix.SOL_SOCKET, unix.SO_SNDBUF, 4096))
+	require.NoError(t, unix.SetsockoptInt(b, unix.SOL_SOCKET, unix.SO_RCVBUF, 4096))
+	data := make([]byte, 4<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	iov := []unix.Iovec{{Base: &data[0]}}
+	iov[0].SetLen(len(data))
+	var msg unix.Msghdr
+	msg.Iov = &iov[0]
+	msg.SetIovlen(1)
+	sqe = r.GetSQE()
+	sqe.PrepSendmsg(int32(a), &msg, unix.MSG_NOSIGNAL)
+	sqe.UserData = 2
+	_, err = r.Submit()
+	require.NoError(t, err)
+	got := make(chan []byte)
+	go func() {
+		var all []byte
+		p := make([]byte, 64<<10)
+		for len(all) < len(data) {
+			n, err := unix.Read(b, p)
+			if err == unix.EAGAIN {
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			if err != nil || n == 0 {
+				break
+			}
+			all = append(all, p[:n]...)
+		}
+		got <- all
+	}()
+	c = run(t, r, 1)[0]
+	require.Positive(t, c.Res, "SENDMSG failed: %v", unix.Errno(-c.Res))
+	if int(c.Res) < len(data) { // a short send: the rest is the caller's to resend
+		data = data[:c.Res]
+		unix.Shutdown(a, unix.SHUT_WR)
+	}
+	require.Equal(t, data, <-got)
+	runtime.KeepAlive(msg)
 }

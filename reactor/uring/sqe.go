@@ -71,6 +71,23 @@ func (s *SQE) PrepPollAdd(fd int32, events uint32) {
 	s.OpFlags = events
 }
 
+// PrepSendmsg prepares sendmsg(fd, msg, flags). The msghdr, its iovec
+// array and the data must stay valid until the completion. It waits for
+// buffer space even on an O_NONBLOCK socket (the kernel arms a poll) unless
+// flags has MSG_DONTWAIT, and may complete short.
+func (s *SQE) PrepSendmsg(fd int32, msg *unix.Msghdr, flags uint32) {
+	s.prepRW(OpSendmsg, fd, uint64(uintptr(unsafe.Pointer(msg))), 1, 0)
+	s.OpFlags = flags
+}
+
+// PrepRecv prepares recv(fd, buf, flags): it completes with the bytes
+// received, 0 at end of stream, or -errno. Like PrepSendmsg it waits for
+// data on an O_NONBLOCK socket.
+func (s *SQE) PrepRecv(fd int32, buf []byte, flags uint32) {
+	s.prepRW(OpRecv, fd, addrOf(buf), uint32(len(buf)), 0)
+	s.OpFlags = flags
+}
+
 // PrepMsgRing prepares a message to the ring targetFD: a CQE with result res
 // and user data userData is posted there (IORING_MSG_DATA).
 func (s *SQE) PrepMsgRing(targetFD int, res uint32, userData uint64) {
