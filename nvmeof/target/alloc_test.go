@@ -30,8 +30,8 @@ func (l *looper) callback(r *host.Request) {
 	l.q.Submit(&l.req)
 }
 
-// The target's read and write paths (reader goroutine, reactor, bdev,
-// io_uring socket writes) allocate nothing per command: the allocations of
+// The target's read and write paths (io_uring socket receives and sends,
+// reactor, bdev) allocate nothing per command: the allocations of
 // 2000 commands are no more than those of 200.
 func TestDataPathAllocatesNothingPerCommand(t *testing.T) {
 	f := newFixture(t, nil)

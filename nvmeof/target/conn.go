@@ -35,9 +35,9 @@ type conn struct {
 	sqsize    uint32
 	sqFlowOff bool
 	ctrl      *Controller
-	ioq       *ioQueue
+	ioq       atomic.Pointer[ioQueue] // set by Connect on an I/O queue
 
-	// Admin-queue writes: the reader goroutine and event senders share the
+	// Admin-queue writes: the conn's goroutine and event senders share the
 	// socket, so they take wmu. I/O queues write only from their reactor.
 	wmu     sync.Mutex
 	wbuf    []byte
@@ -59,26 +59,33 @@ func hostToController(t pdu.Type) bool {
 }
 
 // abort ends the connection from outside its goroutine (shutdown, keep-alive
-// expiry, subsystem removal): it unblocks the reader, which tears down.
+// expiry, subsystem removal): it unblocks the goroutine's reads, or ends
+// the I/O queue on its reactor.
 func (c *conn) abort() {
 	c.aborted.Store(true)
 	c.nc.SetReadDeadline(time.Unix(1, 0))
+	if q := c.ioq.Load(); q != nil {
+		q.abort()
+	}
 }
 
 // serve runs the connection to its end.
 func (c *conn) serve() {
 	err := c.run()
+	q := c.ioq.Load()
 	var fe *pdu.FatalError
 	switch {
 	case errors.As(err, &fe):
 		c.t.countFatal()
 		c.log.Warn("closing connection: malformed PDU", "qid", c.qid, "err", err)
-		c.terminate(fe)
+		if q == nil { // an I/O queue's reactor sent the C2HTermReq
+			c.terminate(fe)
+		}
 	case err != nil && !c.aborted.Load() && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
 		c.log.Info("connection ended", "qid", c.qid, "err", err)
 	}
-	if c.ioq != nil {
-		c.ioq.shutdown() // waits for in-flight commands, then closes the socket
+	if q != nil {
+		q.shutdown() // waits for in-flight commands, then closes the socket
 	} else {
 		c.nc.Close()
 	}
@@ -91,10 +98,6 @@ func (c *conn) serve() {
 func (c *conn) terminate(fe *pdu.FatalError) {
 	b := make([]byte, pdu.MaxTermReqPLen)
 	n := pdu.EncodeTermReq(b, pdu.TypeC2HTermReq, fe.Status, fe.FEI, fe.Header)
-	if c.ioq != nil {
-		c.ioq.sendTermReq(b[:n])
-		return
-	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
@@ -116,7 +119,8 @@ func (c *conn) run() error {
 	if c.qid == 0 {
 		return c.adminLoop()
 	}
-	return c.ioq.readLoop()
+	early, _ := c.br.Peek(c.br.Buffered()) // commands sent right after Connect
+	return c.ioq.Load().serve(early)
 }
 
 // initConnection handles ICReq/ICResp (TP 8000, 3.6.2.2-3).
@@ -272,7 +276,8 @@ func (c *conn) handleConnect(cmd nvme.Command, data []byte) (uint32, nvme.Status
 		q.release()
 		return connectInvalid(false, 42)
 	}
-	c.ctrl, c.ioq = ctrl, q
+	c.ctrl = ctrl
+	c.ioq.Store(q)
 	return 0, nvme.Success
 }
 

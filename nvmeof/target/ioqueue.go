@@ -4,8 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sync/atomic"
-	"time"
+	"net"
 
 	"golang.org/x/sys/unix"
 
@@ -14,69 +13,47 @@ import (
 	"github.com/strata-storage/strata/nvmeof/nvme"
 	"github.com/strata-storage/strata/nvmeof/pdu"
 	"github.com/strata-storage/strata/reactor"
-	"github.com/strata-storage/strata/reactor/mpsc"
 )
 
 // slotsPerEntry is how many command slots a queue has per SQ entry. A slot
 // is freed when the reactor reaps the completion of the write that carried
-// its response, but the host may reuse the command ID as soon as the bytes
-// arrive: until the reactor gets to that completion, up to SQSIZE more
-// commands can be on their way. Twice SQSIZE (as Linux's nvmet-tcp
-// allocates) keeps a busy reactor from ever making the reader wait; the
-// buffers are reserved address space, touched only when used.
+// its response, and the host may reuse the command ID as soon as the bytes
+// arrive: a write that completes short has delivered some responses whose
+// slots are freed only with the rest. Twice SQSIZE (as Linux's nvmet-tcp
+// allocates) covers that; a host with more outstanding breaks its queue
+// size. The buffers are reserved address space, touched only when used.
 const slotsPerEntry = 2
 
-// slotWaitLimit bounds how long the reader waits for a free slot before it
-// declares the host in breach of its queue size. A variable for tests.
-var slotWaitLimit = 5 * time.Second
-
-// What the reader asks the reactor to do with a command.
-const (
-	actExec uint8 = iota
-	actR2T
-	actFail // respond with cmd.status without executing
-)
-
-// Where a command's data stands (reader-owned).
+// Where a command's data stands.
 const (
 	stIdle uint8 = iota
 	stWaitData
 	stQueued
 )
 
-// command is one slot of an I/O queue. The reader goroutine fills it and
-// hands it to the reactor (a reactor.Task); from then on the reactor owns it
-// until it frees the slot, and the MPSC queues between them order every
-// access.
+// command is one slot of an I/O queue; everything in it is owned by the
+// queue's reactor.
 type command struct {
 	q   *ioQueue
 	idx uint16
 	sqe [nvme.CommandSize]byte
 	buf []byte // MaxTransferBytes, off-heap
 
-	// Reader-owned while the command is being received.
-	state uint8
-	// action is written by the reader and read by the reactor in Run. The
-	// reader writes it again for a command whose R2T the reactor sent; that
-	// order runs through the socket and the host, which the race detector
-	// cannot see, so the field is atomic.
-	action   atomic.Uint32
+	state    uint8
 	dataLen  uint32 // bytes of data the command moves
 	received uint32 // H2C bytes received so far
 	ns       *nsState
-
-	// Reactor-owned once handed over.
-	req     bdev.Request
-	status  nvme.Status
-	dsmLeft []byte // Dataset Management ranges still to deallocate
-	outKind uint8
-	nextOut *command
-	hdr     [pdu.MaxHeaderSize]byte // C2HData or R2T header
-	resp    [pdu.CapsuleRespHLen + pdu.DigestSize]byte
-	ddgst   [pdu.DigestSize]byte
-	hdrLen  int
-	respLen int
-	pad     int
+	req      bdev.Request
+	status   nvme.Status
+	dsmLeft  []byte // Dataset Management ranges still to deallocate
+	outKind  uint8
+	nextOut  *command
+	hdr      [pdu.MaxTermReqPLen]byte // C2HData, R2T or TermReq header
+	resp     [pdu.CapsuleRespHLen + pdu.DigestSize]byte
+	ddgst    [pdu.DigestSize]byte
+	hdrLen   int
+	respLen  int
+	pad      int
 }
 
 const (
@@ -85,69 +62,46 @@ const (
 	outTermReq
 )
 
-func (cmd *command) Run(*reactor.Reactor) {
-	q := cmd.q
-	switch uint8(cmd.action.Load()) {
-	case actR2T:
-		q.queueR2T(cmd)
-	case actFail:
-		q.respond(cmd, cmd.status)
-	default:
-		q.execute(cmd)
-	}
-}
-
-// ioQueue is an I/O queue bound to one reactor.
+// ioQueue is an I/O queue served by one reactor: it receives, executes and
+// responds there, so a command never crosses threads. The conn's goroutine
+// only sets it up and waits for its end.
 type ioQueue struct {
 	c    *conn
 	ctrl *Controller
 	r    *reactor.Reactor
 	rid  int
-	fd   int
 	mem  *iomem.Region
 	cmds []command
-	free *mpsc.Queue[uint16] // freed by the reactor, taken by the reader
-	// slotWanted is set by a reader with no free slot before it blocks on
-	// slotFreed; the reactor signals after it frees one.
-	slotWanted atomic.Bool
-	slotFreed  chan struct{}
-	// outstanding counts slots taken and not yet freed.
-	outstanding atomic.Int32
-	sqhd        atomic.Uint32 // commands fetched, for SQHD
 
-	// Reactor-owned.
-	out       outQueue
-	dead      bool
-	finalized bool
-	closed    chan struct{}
-	term      command // carries a C2HTermReq
-	termLen   int
+	// Reactor-owned once started.
+	fd          int // the socket, taken from the net package
+	free        []uint16
+	outstanding int    // slots taken and not yet freed
+	sqhd        uint32 // commands fetched, for SQHD
+	in          receiver
+	out         outQueue
+	term        command // carries a C2HTermReq
+	dead        bool
+	finalized   bool
+	endErr      error
+	closed      chan struct{}
 }
 
 func newIOQueue(c *conn, ctrl *Controller) (*ioQueue, error) {
+	fd, err := socketFD(c)
+	if err != nil {
+		return nil, err
+	}
 	n := int(c.sqsize) * slotsPerEntry
-	mem, err := iomem.Reserve(n * MaxTransferBytes)
+	mem, err := iomem.Reserve(n*MaxTransferBytes + recvBufSize)
 	if err != nil {
+		unix.Close(fd)
 		return nil, err
-	}
-	free, err := mpsc.New[uint16](nextPow2(n))
-	if err != nil {
-		mem.Unmap()
-		return nil, err
-	}
-	var fd int
-	rc, err := c.nc.SyscallConn()
-	if err == nil {
-		err = rc.Control(func(f uintptr) { fd = int(f) })
-	}
-	if err != nil {
-		mem.Unmap()
-		return nil, fmt.Errorf("target: socket fd: %w", err)
 	}
 	rid := int(c.qid-1) % c.t.g.Len()
 	q := &ioQueue{
 		c: c, ctrl: ctrl, r: c.t.g.Get(rid), rid: rid, fd: fd, mem: mem,
-		cmds: make([]command, n), free: free, slotFreed: make(chan struct{}, 1), closed: make(chan struct{}),
+		cmds: make([]command, n), free: make([]uint16, 0, n), closed: make(chan struct{}),
 	}
 	for i := range q.cmds {
 		cmd := &q.cmds[i]
@@ -155,130 +109,173 @@ func newIOQueue(c *conn, ctrl *Controller) (*ioQueue, error) {
 		cmd.buf = mem.Bytes()[i*MaxTransferBytes : (i+1)*MaxTransferBytes : (i+1)*MaxTransferBytes]
 		cmd.req.Callback = q.ioDone
 		cmd.req.Tag = uint64(i)
-		free.Push(uint16(i))
+		q.free = append(q.free, uint16(n-1-i))
 	}
 	q.term.q = q
+	q.in.init(q, mem.Bytes()[n*MaxTransferBytes:])
 	q.out.init(q, n)
 	return q, nil
 }
 
-func nextPow2(n int) int {
-	p := 2
-	for p < n {
-		p <<= 1
+// socketFD returns a descriptor of the connection's socket for the reactor
+// to own. Once the conn closes its own, the socket is out of Go's net
+// package, whose poller would otherwise wake for every segment that
+// arrives, to find no goroutine waiting.
+func socketFD(c *conn) (int, error) {
+	rc, err := c.nc.SyscallConn()
+	if err != nil {
+		return -1, fmt.Errorf("target: socket: %w", err)
 	}
-	return p
+	fd := -1
+	cerr := rc.Control(func(f uintptr) {
+		fd, err = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	if err = errors.Join(cerr, err); err != nil {
+		return -1, fmt.Errorf("target: socket: %w", err)
+	}
+	return fd, nil
+}
+
+// serve hands the connection to the reactor, with the bytes the handshake
+// read ahead, and waits for the queue's end.
+func (q *ioQueue) serve(early []byte) error {
+	q.c.nc.Close()
+	early = append([]byte(nil), early...)
+	err := q.r.Post(reactor.TaskFunc(func(*reactor.Reactor) {
+		if !q.dead {
+			q.in.start(early)
+		}
+	}))
+	if err != nil { // the conn's shutdown releases the queue
+		return fmt.Errorf("target: reactor: %w", err)
+	}
+	<-q.closed
+	return q.endErr
+}
+
+// abort ends the queue from any goroutine.
+func (q *ioQueue) abort() {
+	q.r.Post(reactor.TaskFunc(func(*reactor.Reactor) { q.end(net.ErrClosed) }))
+}
+
+// shutdown ends a queue and waits until its socket is closed, from the
+// conn's goroutine.
+func (q *ioQueue) shutdown() {
+	if err := q.r.Post(reactor.TaskFunc(func(*reactor.Reactor) { q.end(nil) })); err != nil {
+		// The reactor is gone, and with it everything in flight.
+		q.c.nc.Close()
+		q.release()
+		return
+	}
+	<-q.closed
+}
+
+// end stops the queue on its reactor: a fatal transport error is answered
+// with a C2HTermReq, receiving stops, commands still being received or
+// waiting for data are dropped, and the socket closes once nothing is in
+// flight. The first
+// reason is kept for the conn's log.
+func (q *ioQueue) end(err error) {
+	if q.dead {
+		return
+	}
+	q.endErr = err
+	var fe *pdu.FatalError
+	if errors.As(err, &fe) {
+		q.term.hdrLen = pdu.EncodeTermReq(q.term.hdr[:], pdu.TypeC2HTermReq, fe.Status, fe.FEI, fe.Header)
+		q.out.push(&q.term, outTermReq)
+	}
+	q.dead = true
+	q.in.stop()
+	if cmd := q.in.cur; cmd != nil && cmd.state == stIdle { // its capsule cut short
+		q.in.cur = nil
+		q.freeSlot(cmd)
+	}
+	for i := range q.cmds {
+		if q.cmds[i].state == stWaitData {
+			q.cmds[i].state = stIdle
+			q.freeSlot(&q.cmds[i])
+		}
+	}
+	q.maybeFinalize()
+}
+
+func (q *ioQueue) maybeFinalize() {
+	if !q.dead || q.finalized || q.out.busy || q.out.scheduled || q.in.busy || q.outstanding != 0 {
+		return
+	}
+	q.finalized = true
+	q.c.nc.Close() // still open if the queue never started
+	unix.Close(q.fd)
+	q.mem.Unmap()
+	close(q.closed)
 }
 
 // release frees a queue that never started.
-func (q *ioQueue) release() { q.mem.Unmap() }
+func (q *ioQueue) release() {
+	unix.Close(q.fd)
+	q.mem.Unmap()
+}
 
-// takeSlot returns a free slot for a new command. With none free it
-// sleeps until the reactor frees one: spinning would take the CPU from the
-// very reactor that frees slots when the two share a core.
-func (q *ioQueue) takeSlot() (*command, error) {
-	idx, ok := q.free.Pop()
-	if !ok {
-		var err error
-		if idx, err = q.waitSlot(); err != nil {
-			return nil, err
-		}
+// takeSlot returns a free slot for a new command; none free means the host
+// has more commands outstanding than its queue size allows.
+func (q *ioQueue) takeSlot(h pdu.Header) (*command, error) {
+	n := len(q.free)
+	if n == 0 {
+		return nil, &pdu.FatalError{Status: pdu.FatalSequence, Reason: fmt.Sprintf("more than %d commands outstanding", q.c.sqsize), Header: h}
 	}
-	q.outstanding.Add(1)
-	cmd := &q.cmds[idx]
+	cmd := &q.cmds[q.free[n-1]]
+	q.free = q.free[:n-1]
+	q.outstanding++
 	cmd.state, cmd.received, cmd.ns = stIdle, 0, nil
 	return cmd, nil
 }
 
-// waitSlot blocks until a slot is freed, or fails the connection after
-// slotWaitLimit: a host that keeps that many commands outstanding breaks
-// its queue size.
-func (q *ioQueue) waitSlot() (uint16, error) {
-	timeout := time.NewTimer(slotWaitLimit)
-	defer timeout.Stop()
-	for {
-		q.slotWanted.Store(true)
-		// Re-check after announcing the wait: a slot freed before the
-		// reactor could see slotWanted sends no signal.
-		if idx, ok := q.free.Pop(); ok {
-			q.slotWanted.Store(false)
-			return idx, nil
-		}
-		select {
-		case <-q.slotFreed:
-		case <-timeout.C:
-			q.slotWanted.Store(false)
-			return 0, &pdu.FatalError{Status: pdu.FatalSequence, Reason: fmt.Sprintf("more than %d commands outstanding", q.c.sqsize)}
-		}
-		if idx, ok := q.free.Pop(); ok {
-			return idx, nil
-		}
-	}
+func (q *ioQueue) freeSlot(cmd *command) {
+	cmd.req.Buf = nil
+	cmd.state = stIdle
+	q.free = append(q.free, cmd.idx)
+	q.outstanding--
+	q.maybeFinalize()
 }
 
-// readLoop is the reader goroutine of an I/O queue.
-func (q *ioQueue) readLoop() error {
-	c := q.c
-	c.rd.SetConfig(pdu.Config{Accept: hostToController, HeaderDigest: c.hdgst, DataDigest: c.ddgst, MaxData: MaxH2CData})
-	for {
-		h, err := c.rd.ReadHeader()
-		if err != nil {
-			return err
-		}
-		switch h.Type() {
-		case pdu.TypeCapsuleCmd:
-			err = q.receiveCommand(h)
-		case pdu.TypeH2CData:
-			err = q.receiveData(pdu.Data(h))
-		case pdu.TypeH2CTermReq:
-			return fmt.Errorf("target: host terminated the connection: %s", pdu.TermReq(h).FES())
-		}
-		if err != nil {
-			return err
-		}
+// receiveCommand takes a command capsule's header and says what to do
+// with the data that follows it (TP 8000, 3.6.2.5).
+func (q *ioQueue) receiveCommand(in *receiver, h pdu.Header) error {
+	inCapsule := in.frame.DataLen
+	if inCapsule > InCapsuleBytes {
+		return &pdu.FatalError{Status: pdu.FatalDataLimitExceeded, Reason: fmt.Sprintf("%d bytes in capsule, more than %d", inCapsule, InCapsuleBytes), Header: h}
 	}
-}
-
-func (q *ioQueue) receiveCommand(h pdu.Header) error {
-	c := q.c
-	if c.rd.DataLen() > InCapsuleBytes {
-		return &pdu.FatalError{Status: pdu.FatalDataLimitExceeded, Reason: fmt.Sprintf("%d bytes in capsule, more than %d", c.rd.DataLen(), InCapsuleBytes), Header: h}
-	}
-	cmd, err := q.takeSlot()
+	cmd, err := q.takeSlot(h)
 	if err != nil {
 		return err
 	}
 	copy(cmd.sqe[:], pdu.CapsuleCmd(h).SQE())
-	q.sqhd.Add(1)
-	inCapsule := c.rd.DataLen()
+	q.sqhd++
+	in.cur = cmd
 	st, dir := q.prepare(cmd)
 	switch {
 	case !st.OK():
-		if err := c.rd.Discard(); err != nil {
-			return err
-		}
-		return q.dispatch(cmd, actFail, st)
+		in.then, in.failStatus = thenFail, st
 	case inCapsule > 0:
 		if dir != dirHostToController || inCapsule != cmd.dataLen {
-			c.rd.Discard()
-			return q.dispatch(cmd, actFail, nvme.DataSGLLengthInvalid)
+			in.then, in.failStatus = thenFail, nvme.DataSGLLengthInvalid
+			break
 		}
-		err := c.rd.ReadData(cmd.buf[:inCapsule])
-		if errors.Is(err, pdu.ErrDataDigest) {
-			return q.dispatch(cmd, actFail, transientTransportError)
-		}
-		if err != nil {
-			return err
-		}
-		return q.dispatch(cmd, actExec, nvme.Success)
+		in.then, in.dst = thenExec, cmd.buf[:inCapsule]
 	case dir == dirHostToController:
+		in.cur = nil
 		if nvme.Command(cmd.sqe[:]).SGL().ID() != nvme.SGLTransportDataBlock {
-			return q.dispatch(cmd, actFail, nvme.SGLDescriptorTypeInvalid)
+			cmd.state = stQueued
+			q.respond(cmd, nvme.SGLDescriptorTypeInvalid)
+			break
 		}
 		cmd.state = stWaitData
-		return q.dispatch(cmd, actR2T, nvme.Success)
+		q.queueR2T(cmd)
+	default:
+		in.then = thenExec
 	}
-	return q.dispatch(cmd, actExec, nvme.Success)
+	return nil
 }
 
 // transientTransportError is the status of a command whose data digest did
@@ -286,20 +283,9 @@ func (q *ioQueue) receiveCommand(h pdu.Header) error {
 // retryable transport error.
 var transientTransportError = nvme.MakeStatus(nvme.SCTGeneric, 0x22)
 
-func (q *ioQueue) dispatch(cmd *command, action uint8, st nvme.Status) error {
-	if action != actR2T {
-		cmd.state = stQueued
-	}
-	cmd.action.Store(uint32(action))
-	cmd.status = st
-	if err := q.r.Post(cmd); err != nil {
-		return fmt.Errorf("target: reactor: %w", err)
-	}
-	return nil
-}
-
-func (q *ioQueue) receiveData(d pdu.Data) error {
-	c := q.c
+// receiveData takes an H2CData header: the data goes into the command the
+// transfer tag names, at the offset the PDU gives (TP 8000, 3.6.2.7).
+func (q *ioQueue) receiveData(in *receiver, d pdu.Data) error {
 	ttag := d.TTAG()
 	if int(ttag) >= len(q.cmds) || q.cmds[ttag].state != stWaitData {
 		return &pdu.FatalError{Status: pdu.FatalInvalidHeader, FEI: 10, Reason: fmt.Sprintf("H2CData for unknown transfer tag %d", ttag), Header: d}
@@ -308,24 +294,12 @@ func (q *ioQueue) receiveData(d pdu.Data) error {
 	if d.CCCID() != nvme.Command(cmd.sqe[:]).CID() {
 		return &pdu.FatalError{Status: pdu.FatalInvalidHeader, FEI: 8, Reason: "H2CData CCCID does not match the transfer tag", Header: d}
 	}
-	off, n := d.Offset(), c.rd.DataLen()
+	off, n := d.Offset(), in.frame.DataLen
 	if off != cmd.received || n != d.Length() || uint64(off)+uint64(n) > uint64(cmd.dataLen) || n == 0 {
 		return &pdu.FatalError{Status: pdu.FatalDataOutOfRange, Reason: fmt.Sprintf("H2CData offset %d length %d, expected offset %d of %d", off, d.Length(), cmd.received, cmd.dataLen), Header: d}
 	}
-	err := c.rd.ReadData(cmd.buf[off : off+n])
-	if errors.Is(err, pdu.ErrDataDigest) {
-		cmd.status = transientTransportError
-	} else if err != nil {
-		return err
-	}
-	cmd.received += n
-	if cmd.received < cmd.dataLen {
-		return nil
-	}
-	if !cmd.status.OK() {
-		return q.dispatch(cmd, actFail, cmd.status)
-	}
-	return q.dispatch(cmd, actExec, nvme.Success)
+	in.cur, in.then, in.dst = cmd, thenData, cmd.buf[off:off+n]
+	return nil
 }
 
 type direction uint8
@@ -336,8 +310,8 @@ const (
 	dirControllerToHost
 )
 
-// prepare validates a command on the reader side and works out its data
-// transfer.
+// prepare validates a command as its capsule arrives and works out its
+// data transfer.
 func (q *ioQueue) prepare(cmd *command) (nvme.Status, direction) {
 	sqe := nvme.Command(cmd.sqe[:])
 	cmd.status = nvme.Success
@@ -556,7 +530,7 @@ func (q *ioQueue) respond(cmd *command, st nvme.Status) {
 	if !skipResp {
 		sqhd := uint16(0xffff)
 		if !c.sqFlowOff {
-			sqhd = uint16(q.sqhd.Load() % c.sqsize)
+			sqhd = uint16(q.sqhd % c.sqsize)
 		}
 		pdu.CapsuleResp(cmd.resp[:]).CQE().Set(0, 0, sqhd, c.qid, sqe.CID(), st)
 		cmd.respLen = pdu.EncodeCapsuleResp(cmd.resp[:], c.hdgst)
@@ -574,228 +548,6 @@ func (q *ioQueue) queueR2T(cmd *command) {
 	sqe := nvme.Command(cmd.sqe[:])
 	cmd.hdrLen = pdu.EncodeR2T(cmd.hdr[:], sqe.CID(), cmd.idx, 0, cmd.dataLen, q.c.hdgst)
 	q.out.push(cmd, outR2T)
-}
-
-func (q *ioQueue) freeSlot(cmd *command) {
-	cmd.req.Buf = nil
-	q.free.Push(cmd.idx)
-	if q.slotWanted.Load() && q.slotWanted.CompareAndSwap(true, false) {
-		select {
-		case q.slotFreed <- struct{}{}:
-		default: // a signal is already pending
-		}
-	}
-	q.outstanding.Add(-1)
-	q.maybeFinalize()
-}
-
-// sendTermReq sends a C2HTermReq and closes (from the reader goroutine).
-func (q *ioQueue) sendTermReq(b []byte) {
-	q.termLen = copy(q.term.hdr[:], b)
-	q.r.Post(reactor.TaskFunc(func(*reactor.Reactor) {
-		if !q.dead {
-			q.term.hdrLen = q.termLen
-			q.out.push(&q.term, outTermReq)
-		}
-	}))
-}
-
-// shutdown ends the queue from the reader goroutine once it has stopped
-// reading: the reactor drops responses from now on, frees commands that
-// were waiting for data, and closes the socket once nothing is in flight.
-// It returns after the socket is closed.
-func (q *ioQueue) shutdown() {
-	err := q.r.Post(reactor.TaskFunc(func(*reactor.Reactor) {
-		q.dead = true
-		for i := range q.cmds {
-			if q.cmds[i].state == stWaitData {
-				q.cmds[i].state = stIdle
-				q.freeSlot(&q.cmds[i])
-			}
-		}
-		q.maybeFinalize()
-	}))
-	if err != nil { // the reactor is gone: nothing is in flight any more
-		q.c.nc.Close()
-		return
-	}
-	<-q.closed
-}
-
-func (q *ioQueue) maybeFinalize() {
-	if !q.dead || q.finalized || q.out.busy || q.out.scheduled || q.outstanding.Load() != 0 {
-		return
-	}
-	q.finalized = true
-	q.c.nc.Close()
-	q.mem.Unmap()
-	close(q.closed)
-}
-
-// outQueue batches a queue's outgoing PDUs into io_uring WRITEVs on the
-// socket, one in flight at a time so the byte stream stays in order.
-// Reactor-owned.
-type outQueue struct {
-	q          *ioQueue
-	head, tail *command // waiting to be written
-	batch      []*command
-	segs       [][]byte     // the bytes of the write in flight still to send, a window of segBuf
-	segBuf     [][]byte     // backing array of segs, allocated once
-	iov        []unix.Iovec // segs as the kernel reads them
-	busy       bool         // a WRITEV is in flight
-	scheduled  bool         // a flush is deferred to the next loop iteration
-	flushTask  flushTask
-	zeros      [64]byte // padding source
-	closeAfter bool     // a TermReq went out: close when written
-}
-
-type flushTask struct{ o *outQueue }
-
-func (t *flushTask) Run(*reactor.Reactor) {
-	t.o.scheduled = false
-	t.o.flush()
-}
-
-// Up to four iovecs a command: header, padding, data, digest; plus the
-// response capsule.
-const iovPerCommand = 5
-
-func (o *outQueue) init(q *ioQueue, slots int) {
-	o.q = q
-	o.iov = make([]unix.Iovec, 0, iovPerCommand*(slots+1))
-	o.segBuf = make([][]byte, 0, iovPerCommand*(slots+1))
-	o.batch = make([]*command, 0, slots+1)
-	o.flushTask.o = o
-}
-
-func (o *outQueue) push(cmd *command, kind uint8) {
-	cmd.outKind, cmd.nextOut = kind, nil
-	if o.tail == nil {
-		o.head = cmd
-	} else {
-		o.tail.nextOut = cmd
-	}
-	o.tail = cmd
-	if !o.busy && !o.scheduled {
-		// Write after the rest of this loop iteration's completions: one
-		// WRITEV carries them all.
-		o.scheduled = true
-		o.q.r.Defer(&o.flushTask)
-	}
-}
-
-func appendSeg(segs [][]byte, b []byte) [][]byte {
-	if len(b) == 0 {
-		return segs
-	}
-	return append(segs, b)
-}
-
-func (o *outQueue) flush() {
-	if o.busy || o.head == nil {
-		o.q.maybeFinalize()
-		return
-	}
-	segs, batch := o.segBuf[:0], o.batch[:0]
-	for cmd := o.head; cmd != nil; cmd = cmd.nextOut {
-		segs = appendSeg(segs, cmd.hdr[:cmd.hdrLen])
-		if cmd.outKind == outResponse && cmd.hdrLen > 0 { // C2HData
-			segs = appendSeg(segs, o.zeros[:cmd.pad])
-			segs = appendSeg(segs, cmd.buf[:cmd.dataLen])
-			if o.q.c.ddgst {
-				segs = appendSeg(segs, cmd.ddgst[:])
-			}
-		}
-		if cmd.outKind == outResponse {
-			segs = appendSeg(segs, cmd.resp[:cmd.respLen])
-		}
-		batch = append(batch, cmd)
-	}
-	o.head, o.tail = nil, nil
-	o.segs, o.batch = segs, batch
-	o.submit()
-}
-
-func (o *outQueue) submit() {
-	sqe := o.q.r.Prep(o)
-	if sqe == nil { // every operation slot of the reactor is busy: next loop
-		o.scheduled = true
-		o.q.r.Defer(&o.flushTask)
-		o.busy = false
-		return
-	}
-	o.busy = true
-	o.iov = o.iov[:0]
-	for _, b := range o.segs {
-		v := unix.Iovec{Base: &b[0]}
-		v.SetLen(len(b))
-		o.iov = append(o.iov, v)
-	}
-	sqe.PrepWritev(int32(o.q.fd), o.iov, 0)
-}
-
-// Complete handles the WRITEV's completion.
-func (o *outQueue) Complete(res int32, _ uint32) {
-	q := o.q
-	if res < 0 {
-		if !q.dead {
-			q.c.log.Info("socket write failed", "err", unix.Errno(-res))
-		}
-		o.busy = false
-		o.finishBatch()
-		q.dead = true
-		q.c.abort()
-		o.dropPending()
-		q.maybeFinalize()
-		return
-	}
-	// A short write: continue from where it stopped.
-	n := int(res)
-	for len(o.segs) > 0 && n >= len(o.segs[0]) {
-		n -= len(o.segs[0])
-		o.segs = o.segs[1:]
-	}
-	if len(o.segs) > 0 {
-		o.segs[0] = o.segs[0][n:]
-		o.submit()
-		return
-	}
-	o.busy = false
-	o.finishBatch()
-	if o.closeAfter {
-		q.dead = true
-		q.c.abort()
-		o.dropPending()
-	}
-	if o.head != nil && !o.scheduled {
-		o.flush()
-	}
-	q.maybeFinalize()
-}
-
-// finishBatch frees the slots whose responses were written.
-func (o *outQueue) finishBatch() {
-	for _, cmd := range o.batch {
-		switch cmd.outKind {
-		case outResponse:
-			o.q.freeSlot(cmd)
-		case outTermReq:
-			o.closeAfter = true
-		}
-	}
-	o.batch = o.batch[:0]
-}
-
-// dropPending frees commands whose output will never be written.
-func (o *outQueue) dropPending() {
-	for cmd := o.head; cmd != nil; {
-		next := cmd.nextOut
-		if cmd.outKind == outResponse {
-			o.q.freeSlot(cmd)
-		}
-		cmd = next
-	}
-	o.head, o.tail = nil, nil
 }
 
 // flushNamespace flushes a namespace's device from a control path, on

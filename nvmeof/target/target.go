@@ -3,16 +3,17 @@
 // Fabrics 1.1 with the TCP transport, TP 8000), and the discovery subsystem
 // that lists them.
 //
-// Execution. Each TCP connection is one queue. A goroutine per connection
-// reads PDUs through Go's netpoller. Admin queues are served entirely by
-// that goroutine. An I/O queue is bound to one reactor: its reader hands
-// each command to the reactor through the reactor's MPSC inbox; the reactor
-// runs it against the namespace's bdev channel on that reactor and sends the
-// response itself, with an io_uring WRITEV on the socket, batched per loop
-// iteration. Responses never cross back to a goroutine: waking a goroutine
-// from a reactor thread costs tens of microseconds in the Go scheduler
-// (measured: BenchmarkSendToSleepingReactor, docs/benchmarks.md), more than
-// the I/O itself.
+// Execution. Each TCP connection is one queue, first served by a goroutine
+// that reads PDUs through Go's netpoller: the handshake, Connect, and all of
+// an admin queue. An I/O queue then moves to one reactor for good: the
+// reactor receives with io_uring RECV into a per-queue buffer, frames the
+// PDUs there, runs each command against the namespace's bdev channel on
+// that reactor and sends the responses with io_uring SENDMSG, batched per
+// loop iteration. A command never crosses threads: waking a goroutine from
+// a reactor thread, or a reactor from a goroutine, costs tens of
+// microseconds in the Go scheduler (BenchmarkSendToSleepingReactor,
+// docs/benchmarks.md), more than the I/O itself, and a reader goroutine
+// competing with its reactor for a core delays both.
 //
 // Memory. An I/O queue reserves one buffer of MaxTransferBytes per queue
 // entry (mapped lazily, outside the Go heap), so a connection's memory is

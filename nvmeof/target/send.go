@@ -1,0 +1,174 @@
+package target
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-storage/strata/reactor"
+)
+
+// outQueue batches a queue's outgoing PDUs into io_uring SENDMSGs on the
+// socket, one in flight at a time so the byte stream stays in order.
+// Reactor-owned.
+type outQueue struct {
+	q          *ioQueue
+	head, tail *command // waiting to be written
+	batch      []*command
+	segs       [][]byte     // the bytes of the write in flight still to send, a window of segBuf
+	segBuf     [][]byte     // backing array of segs, allocated once
+	iov        []unix.Iovec // segs as the kernel reads them
+	msg        unix.Msghdr  // points at iov
+	busy       bool         // a SENDMSG is in flight
+	scheduled  bool         // a flush is deferred to the next loop iteration
+	flushTask  flushTask
+	zeros      [64]byte // padding source
+	closeAfter bool     // a TermReq went out: close when written
+}
+
+type flushTask struct{ o *outQueue }
+
+func (t *flushTask) Run(*reactor.Reactor) {
+	t.o.scheduled = false
+	t.o.flush()
+}
+
+// Up to four iovecs a command: header, padding, data, digest; plus the
+// response capsule.
+const iovPerCommand = 5
+
+func (o *outQueue) init(q *ioQueue, slots int) {
+	o.q = q
+	o.iov = make([]unix.Iovec, 0, iovPerCommand*(slots+1))
+	o.segBuf = make([][]byte, 0, iovPerCommand*(slots+1))
+	o.batch = make([]*command, 0, slots+1)
+	o.flushTask.o = o
+}
+
+func (o *outQueue) push(cmd *command, kind uint8) {
+	cmd.outKind, cmd.nextOut = kind, nil
+	if o.tail == nil {
+		o.head = cmd
+	} else {
+		o.tail.nextOut = cmd
+	}
+	o.tail = cmd
+	if !o.busy && !o.scheduled {
+		// Write after the rest of this loop iteration's completions: one
+		// SENDMSG carries them all.
+		o.scheduled = true
+		o.q.r.Defer(&o.flushTask)
+	}
+}
+
+func appendSeg(segs [][]byte, b []byte) [][]byte {
+	if len(b) == 0 {
+		return segs
+	}
+	return append(segs, b)
+}
+
+func (o *outQueue) flush() {
+	if o.busy || o.head == nil {
+		o.q.maybeFinalize()
+		return
+	}
+	segs, batch := o.segBuf[:0], o.batch[:0]
+	for cmd := o.head; cmd != nil; cmd = cmd.nextOut {
+		segs = appendSeg(segs, cmd.hdr[:cmd.hdrLen])
+		if cmd.outKind == outResponse && cmd.hdrLen > 0 { // C2HData
+			segs = appendSeg(segs, o.zeros[:cmd.pad])
+			segs = appendSeg(segs, cmd.buf[:cmd.dataLen])
+			if o.q.c.ddgst {
+				segs = appendSeg(segs, cmd.ddgst[:])
+			}
+		}
+		if cmd.outKind == outResponse {
+			segs = appendSeg(segs, cmd.resp[:cmd.respLen])
+		}
+		if cmd.outKind != outR2T { // an R2T needs nothing done once sent
+			batch = append(batch, cmd)
+		}
+	}
+	o.head, o.tail = nil, nil
+	o.segs, o.batch = segs, batch
+	o.submit()
+}
+
+func (o *outQueue) submit() {
+	sqe := o.q.r.Prep(o)
+	if sqe == nil { // every operation slot of the reactor is busy: next loop
+		o.scheduled = true
+		o.q.r.Defer(&o.flushTask)
+		o.busy = false
+		return
+	}
+	o.busy = true
+	o.iov = o.iov[:0]
+	for _, b := range o.segs {
+		v := unix.Iovec{Base: &b[0]}
+		v.SetLen(len(b))
+		o.iov = append(o.iov, v)
+	}
+	o.msg.Iov = &o.iov[0]
+	o.msg.SetIovlen(len(o.iov))
+	sqe.PrepSendmsg(int32(o.q.fd), &o.msg, unix.MSG_NOSIGNAL)
+}
+
+// Complete handles the SENDMSG's completion.
+func (o *outQueue) Complete(res int32, _ uint32) {
+	q := o.q
+	if res < 0 {
+		o.busy = false
+		o.finishBatch()
+		o.dropPending()
+		q.end(fmt.Errorf("target: send: %w", unix.Errno(-res)))
+		q.maybeFinalize()
+		return
+	}
+	// A short write: continue from where it stopped.
+	n := int(res)
+	for len(o.segs) > 0 && n >= len(o.segs[0]) {
+		n -= len(o.segs[0])
+		o.segs = o.segs[1:]
+	}
+	if len(o.segs) > 0 {
+		o.segs[0] = o.segs[0][n:]
+		o.submit()
+		return
+	}
+	o.busy = false
+	o.finishBatch()
+	if o.closeAfter { // nothing goes out after a TermReq
+		o.dropPending()
+	}
+	if o.head != nil && !o.scheduled {
+		o.flush()
+	}
+	q.maybeFinalize()
+}
+
+// finishBatch frees the slots whose responses were written.
+func (o *outQueue) finishBatch() {
+	for _, cmd := range o.batch {
+		switch cmd.outKind {
+		case outResponse:
+			o.q.freeSlot(cmd)
+		case outTermReq:
+			o.closeAfter = true
+		}
+	}
+	o.batch = o.batch[:0]
+}
+
+// dropPending frees commands whose output will never be written.
+func (o *outQueue) dropPending() {
+	for cmd := o.head; cmd != nil; {
+		next := cmd.nextOut
+		if cmd.outKind == outResponse {
+			o.q.freeSlot(cmd)
+		}
+		cmd = next
+	}
+	o.head, o.tail = nil, nil
+}
