@@ -15,6 +15,7 @@ package iomem
 import (
 	"errors"
 	"fmt"
+	"os"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -47,13 +48,20 @@ func Map(size int) (*Region, error) {
 	if mem, err := unix.Mmap(-1, 0, size, prot, flags|unix.MAP_HUGETLB); err == nil {
 		return &Region{mem: mem, huge: true}, nil
 	}
-	mem, err := unix.Mmap(-1, 0, size, prot, flags)
+	mem, err := unix.Mmap(-1, 0, size, prot, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
 		return nil, fmt.Errorf("iomem: map %d bytes: %w", size, err)
 	}
 	// Transparent huge pages, where enabled, cut TLB misses on large buffers;
-	// a refusal changes nothing but speed.
+	// a refusal changes nothing but speed. The advice only shapes faults to
+	// come, so the pages are faulted in after it, not by MAP_POPULATE: I/O
+	// then never waits on a page fault either.
 	_ = unix.Madvise(mem, unix.MADV_HUGEPAGE)
+	if unix.Madvise(mem, unix.MADV_POPULATE_WRITE) != nil { // before Linux 5.14
+		for i := 0; i < len(mem); i += os.Getpagesize() {
+			mem[i] = 0
+		}
+	}
 	return &Region{mem: mem}, nil
 }
 
