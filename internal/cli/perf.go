@@ -38,6 +38,7 @@ func perf(args []string, stdout, stderr io.Writer) int {
 	nsid := fs.Uint("nsid", 1, "namespace ID on the target")
 	queues := fs.Int("queues", 1, "I/O queues (connections) to the target")
 	digests := fs.Bool("digests", false, "header and data digests")
+	busyPoll := fs.Duration("busy-poll", 50*time.Microsecond, "with -target: how long a queue's reader polls its socket before it sleeps (0: never)")
 	rw := fs.String("rw", "randread", "pattern: read, write, randread, randwrite, randrw")
 	bsFlag := fs.String("bs", "4KiB", "I/O size")
 	qd := fs.Int("qd", 32, "queue depth")
@@ -77,7 +78,7 @@ func perf(args []string, stdout, stderr io.Writer) int {
 	}
 	var res bench.Result
 	if *targetAddr != "" {
-		res, err = runRemotePerf(*targetAddr, *subNQN, uint32(*nsid), *queues, *digests, job)
+		res, err = runRemotePerf(*targetAddr, *subNQN, uint32(*nsid), *queues, *digests, *busyPoll, job)
 	} else {
 		res, err = runLocalPerf(*device, reactor.Config{Core: *core, Spin: *spin}, job)
 	}
@@ -143,12 +144,12 @@ func runLocalPerf(uri string, rcfg reactor.Config, job bench.Job) (res bench.Res
 	return bench.RunLocal(ch, job)
 }
 
-func runRemotePerf(addr, subNQN string, nsid uint32, queues int, digests bool, job bench.Job) (bench.Result, error) {
+func runRemotePerf(addr, subNQN string, nsid uint32, queues int, digests bool, busyPoll time.Duration, job bench.Job) (bench.Result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c, err := host.Connect(ctx, addr, subNQN, host.Config{
 		IOQueues: queues, QueueDepth: max(job.QueueDepth+1, 2), HeaderDigest: digests, DataDigest: digests,
-		KeepAlive: 10 * time.Second,
+		KeepAlive: 10 * time.Second, BusyPoll: busyPoll,
 	})
 	if err != nil {
 		return bench.Result{}, err

@@ -43,6 +43,13 @@ type Config struct {
 	// DisableSQFlowControl asks the target to skip SQ head tracking, which
 	// lets it answer reads with C2HData alone (SUCCESS flag).
 	DisableSQFlowControl bool
+	// BusyPoll is how long an I/O queue's reader keeps trying its socket
+	// when no data is there before it parks (0: it parks at once). Polling
+	// saves the wake-up a parked reader pays for each batch of responses
+	// and spends that reader's CPU: for load generators on a core of their
+	// own, as SPDK's perf polls. Closing a queue waits for a poll under
+	// way, so keep it short: tens of microseconds.
+	BusyPoll time.Duration
 }
 
 func (c *Config) setDefaults() {

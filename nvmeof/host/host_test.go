@@ -139,3 +139,27 @@ func TestReconnectAfterTargetRestart(t *testing.T) {
 	require.ErrorIs(t, c.Close(), host.ErrClosed)
 	require.ErrorIs(t, c.Reconnect(ctx(t)), host.ErrClosed)
 }
+
+// A queue whose reader polls its socket carries I/O as one that parks, and
+// closes.
+func TestBusyPollQueue(t *testing.T) {
+	g, dev := fixture(t)
+	_, addr := serve(t, g, dev, "127.0.0.1:0")
+	c, err := host.Connect(ctx(t), addr, subNQN, host.Config{BusyPoll: 50 * time.Microsecond})
+	require.NoError(t, err)
+	q := c.IOQueues()[0]
+	data := bytes.Repeat([]byte("strata!!"), 16*512/8)
+	var req host.Request
+	for lba := uint64(0); lba < 256; lba += 16 {
+		req.SetWrite(1, lba, 16, false, data)
+		do(t, q, &req)
+		require.True(t, req.Status.OK(), req.Status)
+		got := make([]byte, len(data))
+		time.Sleep(time.Duration(lba) * time.Microsecond) // now and then past the spin
+		req.SetRead(1, lba, 16, got)
+		do(t, q, &req)
+		require.True(t, req.Status.OK(), req.Status)
+		require.Equal(t, data, got)
+	}
+	require.NoError(t, c.Close())
+}

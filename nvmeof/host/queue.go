@@ -220,7 +220,15 @@ func (q *Queue) initConnection(cfg *Config) error {
 	if _, err := q.nc.Write(b); err != nil {
 		return fmt.Errorf("host: send ICReq: %w", err)
 	}
-	q.br = bufio.NewReaderSize(q.nc, 64<<10)
+	var src io.Reader = q.nc
+	if cfg.BusyPoll > 0 && q.qid != 0 {
+		b, err := newBusyReader(q.nc, cfg.BusyPoll)
+		if err != nil {
+			return err
+		}
+		src = b
+	}
+	q.br = bufio.NewReaderSize(src, 64<<10)
 	q.rd = pdu.NewReader(q.br, pdu.Config{Accept: func(t pdu.Type) bool { return t == pdu.TypeICResp || t == pdu.TypeC2HTermReq }})
 	h, err := q.rd.ReadHeader()
 	if err != nil {
