@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -68,6 +69,9 @@ func (b *busyReader) read(fd uintptr) bool {
 			} else if now.After(until) {
 				return false
 			}
+			// Other goroutines (other queues' readers among them) share
+			// this P: let them run between tries.
+			runtime.Gosched()
 			continue
 		case err != nil:
 			b.err = err
