@@ -19,7 +19,7 @@ GEN_CORE=${GEN_CORE:-1}
 DIR=${BENCH_DIR:-$PWD/.cache/bench}
 OUT=docs/benchmarks.md
 mkdir -p "$DIR" docs
-./scripts/debian-deps.sh fio iperf3 gnuplot-nox util-linux
+./scripts/debian-deps.sh fio iperf3 sockperf gnuplot-nox util-linux
 make -s build
 STRATA=$PWD/bin/strata
 
@@ -99,11 +99,11 @@ cli share add filev --nqn nqn.2024-01.io.strata:bench-file --listen "127.0.0.1:$
 # cpu_ticks PID: user+system clock ticks the process used so far.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICKS=$(getconf CLK_TCK)
-# tcp_run NQN RW BS QD -> "iops mibps p50 p99 target_cores"
+# tcp_run NQN RW BS QD [QUEUES] -> "iops mibps p50 p99 target_cores"
 tcp_run() {
 	local t0 t1 out
 	t0=$(cpu_ticks "$SERVE_PID")
-	out=$(taskset -c "$GEN_CORE" "$STRATA" perf -target "127.0.0.1:$PORT" -nqn "$1" -rw "$2" -bs "$3" -qd "$4" -time "${SECS}s" -o json)
+	out=$(taskset -c "$GEN_CORE" "$STRATA" perf -target "127.0.0.1:$PORT" -nqn "$1" -rw "$2" -bs "$3" -qd "$4" -queues "${5:-1}" -time "${SECS}s" -o json)
 	t1=$(cpu_ticks "$SERVE_PID")
 	printf '%.0f %.1f %.1f %.1f %s\n' "$(jnum iops <<<"$out")" "$(jnum mib_per_s <<<"$out")" "$(jnum lat_p50_us <<<"$out")" \
 		"$(jnum lat_p99_us <<<"$out")" "$(awk -v a="$t0" -v b="$t1" -v hz="$TICKS" -v s="$SECS" 'BEGIN{printf "%.2f", (b-a)/hz/s}')"
@@ -117,22 +117,40 @@ iperf_run() {
 	wait $srv 2>/dev/null || true
 }
 
-ip_mib=()
-for r in $(seq "$ROUNDS"); do ip_mib+=("$(iperf_run)"); done
+# rtt_run -> the p50 round trip (us) of a 4 KiB ping-pong over loopback TCP
+# between the same two cores, by two programs that sleep between messages.
+rtt_run() {
+	taskset -c "$CORE" sockperf server --tcp -i 127.0.0.1 -p 5300 >/dev/null 2>&1 &
+	local srv=$!
+	sleep 0.3
+	taskset -c "$GEN_CORE" sockperf ping-pong --tcp -i 127.0.0.1 -p 5300 -m 4096 -t "$SECS" --full-rtt 2>&1 |
+		awk '/percentile 50.000/{print $NF; exit}'
+	kill "$srv" 2>/dev/null || true
+	wait "$srv" 2>/dev/null || true
+}
+
+ip_mib=() rtts=()
+for r in $(seq "$ROUNDS"); do ip_mib+=("$(iperf_run)"); rtts+=("$(rtt_run)"); done
 iperf=$(printf '%s\n' "${ip_mib[@]}" | median)
-echo "iperf3 loopback single stream: $iperf MiB/s (${ip_mib[*]})" >&2
+rtt=$(printf '%s\n' "${rtts[@]}" | median)
+echo "iperf3 loopback single stream: $iperf MiB/s (${ip_mib[*]}); sockperf 4 KiB round trip p50: $rtt us (${rtts[*]})" >&2
 
 tcp_rows=""
 for dev in null file; do
 	nqn=nqn.2024-01.io.strata:bench-$dev
-	for w in "randread 4KiB 4k 1" "randread 4KiB 4k 32" "randwrite 4KiB 4k 1" "randwrite 4KiB 4k 32" "read 128KiB 128k 8" "write 128KiB 128k 8"; do
+	# RW BS FIO_BS QD [QUEUES]: QD commands in flight on each of QUEUES
+	# connections; fio's baseline keeps the same total in flight.
+	for w in "randread 4KiB 4k 1" "randread 4KiB 4k 32" "randread 4KiB 4k 8 4" "randwrite 4KiB 4k 1" \
+		"randwrite 4KiB 4k 32" "randwrite 4KiB 4k 8 4" "read 128KiB 128k 8" "write 128KiB 128k 8"; do
 		set -- $w
-		rw=$1 sbs=$2 fbs=$3 qd=$4
+		rw=$1 sbs=$2 fbs=$3 qd=$4 queues=${5:-1}
+		qdcol=$qd
+		[ "$queues" -gt 1 ] && qdcol="${queues}x$qd"
 		s_iops=() s_mib=() s_p50=() s_p99=() s_cores=() f_iops=()
 		for r in $(seq "$ROUNDS"); do
-			read -r i m p50 p99 c < <(tcp_run "$nqn" "$rw" "$sbs" "$qd")
+			read -r i m p50 p99 c < <(tcp_run "$nqn" "$rw" "$sbs" "$qd" "$queues")
 			s_iops+=("$i"); s_mib+=("$m"); s_p50+=("$p50"); s_p99+=("$p99"); s_cores+=("$c")
-			if [ $dev = file ]; then read -r i m < <(fio_run "$FILE" "$rw" "$fbs" "$qd"); f_iops+=("$i"); fi
+			if [ $dev = file ]; then read -r i m < <(fio_run "$FILE" "$rw" "$fbs" $((qd * queues))); f_iops+=("$i"); fi
 		done
 		si=$(printf '%s\n' "${s_iops[@]}" | median); sm=$(printf '%s\n' "${s_mib[@]}" | median)
 		p50=$(printf '%s\n' "${s_p50[@]}" | median); p99=$(printf '%s\n' "${s_p99[@]}" | median)
@@ -142,12 +160,14 @@ for dev in null file; do
 		if [ $dev = file ]; then
 			fi=$(printf '%s\n' "${f_iops[@]}" | median)
 			base="fio local $fi IOPS: **$(awk -v a="$si" -v b="$fi" 'BEGIN{printf "%.2f", a/b}')**"
+		elif [ "$qd" = 1 ]; then
+			base="sockperf round trip $rtt us: **$(awk -v r="$rtt" -v p="$p50" 'BEGIN{printf "%.2f", r/p}')** (of p50)"
 		fi
 		if [ "$rw" = read ]; then
 			base="${base:+$base; }iperf3: **$(awk -v a="$sm" -v b="$iperf" 'BEGIN{printf "%.2f", a/b}')**"
 		fi
-		echo "tcp $dev $rw $sbs qd$qd: $si IOPS $sm MiB/s p50 $p50 p99 $p99 us, target $cores cores; $base" >&2
-		tcp_rows+="| $dev | $rw | $sbs | $qd | $si | $sm | $p50 | $p99 | $cores | $per_core | ${base:--} |"$'\n'
+		echo "tcp $dev $rw $sbs qd$qdcol: $si IOPS $sm MiB/s p50 $p50 p99 $p99 us, target $cores cores; $base" >&2
+		tcp_rows+="| $dev | $rw | $sbs | $qdcol | $si | $sm | $p50 | $p99 | $cores | $per_core | ${base:--} |"$'\n'
 	done
 done
 
@@ -209,11 +229,16 @@ disk=$(df -h --output=source,fstype "$DIR" | tail -1 | awk '{print $1" ("$2")"}'
 	echo "\`taskset -c $CORE strata serve --cores $CORE\` (one target core) with a null volume (1 GiB in a null pool) and a file"
 	echo "volume (the whole 1 GiB disk file of the table above, written in full through the target first), each shared on"
 	echo "127.0.0.1:$PORT; \`taskset -c $GEN_CORE strata perf -target 127.0.0.1:$PORT -nqn NQN -rw RW -bs BS -qd QD -time ${SECS}s\`"
-	echo "(one connection, one generator core). Medians of $ROUNDS rounds. \"target cores\" is the daemon's CPU time per second"
+	echo "(one connection, one generator core; QD \"4x8\" is 8 commands in flight on each of 4 connections, \`-queues 4\`,"
+	echo "against fio at iodepth 32). Medians of $ROUNDS rounds. \"target cores\" is the daemon's CPU time per second"
 	echo "of the run (/proc/PID/stat); IOPS per target core divides by it. Baselines, in the same run: fio on the file volume's"
 	echo "own file with the same pattern (interleaved with the Strata rounds), and iperf3 single stream on loopback between"
-	echo "the same two cores: **$iperf MiB/s** (rounds: ${ip_mib[*]}). Targets: 128 KiB read >= 0.80 of iperf3; file volume"
-	echo ">= 0.85 of local fio IOPS."
+	echo "the same two cores: **$iperf MiB/s** (rounds: ${ip_mib[*]}). The null QD 1 rows compare their p50 with the p50"
+	echo "round trip of a 4 KiB TCP ping-pong between those cores (\`sockperf ping-pong --tcp -m 4096 --full-rtt\`):"
+	echo "**$rtt us** (rounds: ${rtts[*]}), what a round trip costs two programs that sleep between messages. Strata's"
+	echo "reactors spin for 50 us after their last work and \`strata perf\` polls its socket for 50 us (\`-busy-poll\`),"
+	echo "so both ends of a QD 1 run stay awake; each uses its whole core for it (\"target cores\")."
+	echo "Targets: 128 KiB read >= 0.80 of iperf3; file volume >= 0.85 of local fio IOPS."
 	echo
 	echo "| volume | pattern | bs | QD | IOPS | MiB/s | p50 us | p99 us | target cores | IOPS per target core | baseline: ratio |"
 	echo "|---|---|---|---|---|---|---|---|---|---|---|"
