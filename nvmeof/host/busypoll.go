@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"syscall"
 	"time"
@@ -74,7 +75,7 @@ func (b *busyReader) read(fd uintptr) bool {
 			runtime.Gosched()
 			continue
 		case err != nil:
-			b.err = err
+			b.err = os.NewSyscallError("read", err)
 		case n == 0:
 			b.err = io.EOF
 		default:
