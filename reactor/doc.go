@@ -10,11 +10,11 @@
 // Idle policy: when a loop iteration finds nothing to do, the reactor spins
 // until Config.Spin has passed since its last work (yielding the core on
 // each turn while I/O is in flight), then goes to sleep inside
-// io_uring_enter waiting for one completion. A read on an eventfd is always armed in the ring, so a producer
-// that sees the reactor asleep wakes it with one write to the eventfd; any
-// I/O completion wakes it too. An idle daemon therefore uses no CPU, unlike
-// SPDK's always-polling reactors, at the price of a wake-up on the first
-// request after a quiet spell.
+// io_uring_enter waiting for one completion. A read on an eventfd is always
+// armed in the ring, so a producer that sees the reactor asleep wakes it
+// with one write to the eventfd; any I/O completion wakes it too. An idle
+// daemon therefore uses no CPU, unlike SPDK's always-polling reactors, at
+// the price of a wake-up on the first request after a quiet spell.
 //
 // Concurrency: Send and the counters are safe from any goroutine; every
 // other method must be called on the reactor itself (from a Task, a

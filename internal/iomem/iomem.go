@@ -58,7 +58,8 @@ func Map(size int) (*Region, error) {
 	// then never waits on a page fault either.
 	_ = unix.Madvise(mem, unix.MADV_HUGEPAGE)
 	if unix.Madvise(mem, unix.MADV_POPULATE_WRITE) != nil { // before Linux 5.14
-		for i := 0; i < len(mem); i += os.Getpagesize() {
+		page := os.Getpagesize()
+		for i := 0; i < len(mem); i += page {
 			mem[i] = 0
 		}
 	}

@@ -49,10 +49,11 @@ func (b *busyReader) Read(p []byte) (int, error) {
 	b.buf, b.n, b.err = p, 0, nil
 	// RawConn.Read calls try until it returns true, waiting in the netpoller
 	// (and so honouring deadlines and Close) whenever it returns false.
-	if err := b.rc.Read(b.try); err != nil {
+	err := b.rc.Read(b.try)
+	b.buf = nil // do not keep the caller's buffer
+	if err != nil {
 		return 0, err
 	}
-	b.buf = nil
 	return b.n, b.err
 }
 
