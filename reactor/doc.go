@@ -8,9 +8,12 @@
 // way. Nothing on this path allocates.
 //
 // Idle policy: when a loop iteration finds nothing to do, the reactor spins
-// until Config.Spin has passed since its last work (yielding the core on
-// each turn while I/O is in flight), then goes to sleep inside
-// io_uring_enter waiting for one completion. A read on an eventfd is always
+// until Config.Spin has passed since its last work, or Config.SpinIO (1 ms)
+// while an operation that completes on its own (Prep: a disk read, a send)
+// is in flight, yielding the core on each turn while anything is in
+// flight; then it goes to sleep inside io_uring_enter waiting for one
+// completion. Operations that wait on a peer (PrepWait: a socket receive)
+// do not keep it spinning, so connected but quiet hosts cost no CPU. A read on an eventfd is always
 // armed in the ring, so a producer that sees the reactor asleep wakes it
 // with one write to the eventfd; any I/O completion wakes it too. An idle
 // daemon therefore uses no CPU, unlike SPDK's always-polling reactors, at

@@ -21,6 +21,7 @@ const (
 	DefaultRingEntries = 256
 	DefaultInbox       = 4096
 	DefaultSpin        = 50 * time.Microsecond
+	DefaultSpinIO      = time.Millisecond
 	DefaultFileSlots   = 64
 	// reapBatch is how many CQEs one reap copies out at a time.
 	reapBatch = 64
@@ -42,8 +43,13 @@ type Config struct {
 	RingEntries uint32
 	Inbox       int           // capacity of the task queue, a power of two
 	Spin        time.Duration // busy-poll time before sleeping
-	FileSlots   int           // registered-file table size
-	SQPoll      bool          // use a kernel SQ polling thread
+	// SpinIO replaces Spin while an operation from Prep (not PrepWait) is
+	// in flight, when longer: such an operation completes on its own
+	// within a device's latency, and sleeping through it costs each
+	// completion a wake-up.
+	SpinIO    time.Duration
+	FileSlots int  // registered-file table size
+	SQPoll    bool // use a kernel SQ polling thread
 }
 
 func (c *Config) setDefaults() {
@@ -55,6 +61,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Spin == 0 {
 		c.Spin = DefaultSpin
+	}
+	if c.SpinIO == 0 {
+		c.SpinIO = DefaultSpinIO
 	}
 	if c.FileSlots == 0 {
 		c.FileSlots = DefaultFileSlots
@@ -89,12 +98,14 @@ type Reactor struct {
 	ring     *uring.Ring
 	wakeMem  *iomem.Region // the 8 bytes the eventfd read lands in
 	slots    []Completer   // in-flight operations by slot index
+	waitSlot []bool        // slots holding an operation from PrepWait
 	freeSlot []uint32
 	deferred taskQueue
 	pollers  []Poller
 	cqes     [reapBatch]uring.CQE
 	files    []bool // registered-file slots in use
-	inflight int
+	inflight int    // operations in flight
+	waiting  int    // of which from PrepWait
 	started  time.Time
 }
 
@@ -242,6 +253,7 @@ func (r *Reactor) setup() error {
 	// than the CQ holds without overflowing.
 	n := ring.CQEntries()
 	r.slots = make([]Completer, n)
+	r.waitSlot = make([]bool, n)
 	r.freeSlot = make([]uint32, n)
 	for i := range n {
 		r.freeSlot[i] = n - 1 - i
@@ -278,8 +290,18 @@ func (r *Reactor) getSQE() *uring.SQE {
 
 // Prep reserves an operation slot for c and returns the SQE to fill, or nil
 // when RingEntries operations are already in flight (try again after a
-// completion). The SQE's UserData is set; do not change it. Reactor only.
-func (r *Reactor) Prep(c Completer) *uring.SQE {
+// completion). The SQE's UserData is set; do not change it. Use it for an
+// operation that completes on its own (a read or write of a file or device,
+// a send): while one is in flight an idle loop spins for Config.SpinIO.
+// Reactor only.
+func (r *Reactor) Prep(c Completer) *uring.SQE { return r.prep(c, false) }
+
+// PrepWait is Prep for an operation that waits on a peer, such as a receive
+// on a socket: it may stay in flight indefinitely, so it does not keep the
+// reactor spinning. Reactor only.
+func (r *Reactor) PrepWait(c Completer) *uring.SQE { return r.prep(c, true) }
+
+func (r *Reactor) prep(c Completer, wait bool) *uring.SQE {
 	n := len(r.freeSlot)
 	if n == 0 || r.inflight >= int(r.cfg.RingEntries) {
 		return nil
@@ -287,7 +309,11 @@ func (r *Reactor) Prep(c Completer) *uring.SQE {
 	slot := r.freeSlot[n-1]
 	r.freeSlot = r.freeSlot[:n-1]
 	r.slots[slot] = c
+	r.waitSlot[slot] = wait
 	r.inflight++
+	if wait {
+		r.waiting++
+	}
 	sqe := r.getSQE()
 	sqe.UserData = uint64(slot)
 	return sqe
@@ -358,11 +384,18 @@ func (r *Reactor) loop() {
 		// the next completion or request a wake-up of tens of microseconds
 		// on the VMs measured (NVMe/TCP on loopback at QD 1: 64 -> 33 us at
 		// p50, docs/profile-target.md), and a task arriving soon costs its
-		// producer no eventfd write. With I/O in flight, each turn
-		// yields the core: io-wq workers finishing punted operations share
-		// the reactor's affinity and would otherwise wait for the spin to
-		// end (128 KiB reads from tmpfs: -37% without the yield).
-		if now.Sub(lastWork) < r.cfg.Spin || r.pollersBusy() {
+		// producer no eventfd write. Longer while I/O that completes on its
+		// own is in flight: a virtio disk completes a queue of 32 reads in
+		// one batch every ~300 us, and a reactor asleep by then made its
+		// file volume 10% slower through NVMe/TCP. With I/O in flight, each
+		// turn yields the core: io-wq workers finishing punted operations
+		// share the reactor's affinity and would otherwise wait for the
+		// spin to end (128 KiB reads from tmpfs: -37% without the yield).
+		spin := r.cfg.Spin
+		if r.inflight > r.waiting && r.cfg.SpinIO > spin {
+			spin = r.cfg.SpinIO
+		}
+		if now.Sub(lastWork) < spin || r.pollersBusy() {
 			if r.inflight > 0 {
 				yieldCore()
 			}
@@ -483,6 +516,9 @@ func (r *Reactor) complete(cqe *uring.CQE) {
 	r.slots[slot] = nil
 	r.freeSlot = append(r.freeSlot, slot)
 	r.inflight--
+	if r.waitSlot[slot] {
+		r.waiting--
+	}
 	c.Complete(cqe.Res, cqe.Flags)
 }
 

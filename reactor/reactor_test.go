@@ -174,48 +174,67 @@ func TestIdleReactorSleepsAndWakes(t *testing.T) {
 
 // pipeWait is a poll for input on a pipe: an operation that stays in flight
 // until the test writes to the pipe.
+// pipeWait polls a pipe: an operation that completes when the test says,
+// armed through Prep or, with wait set, PrepWait.
 type pipeWait struct {
 	fd          int32
+	wait        bool
 	armed, done chan struct{}
 }
 
 func (p *pipeWait) Run(r *Reactor) {
-	r.Prep(p).PrepPollAdd(p.fd, unix.POLLIN)
+	prep := r.Prep
+	if p.wait {
+		prep = r.PrepWait
+	}
+	prep(p).PrepPollAdd(p.fd, unix.POLLIN)
 	close(p.armed)
 }
 
 func (p *pipeWait) Complete(int32, uint32) { close(p.done) }
 
 // TestReactorSpinsWithIOInFlight checks the idle policy with an operation in
-// flight: the reactor keeps polling for Config.Spin after its last work
+// flight: the reactor keeps polling after its last work, for Config.Spin or
+// for Config.SpinIO when longer and the operation is not a PrepWait,
 // instead of paying a sleep and a wake-up for the completion, and sleeps
 // once that time is up.
 func TestReactorSpinsWithIOInFlight(t *testing.T) {
 	for _, tc := range []struct {
-		spin      time.Duration
-		wantSleep bool
-	}{{time.Minute, false}, {time.Millisecond, true}} {
-		g := startGroup(t, []int{-1}, Config{Spin: tc.spin})
-		r := g.Get(0)
-		var fds [2]int
-		require.NoError(t, unix.Pipe2(fds[:], unix.O_CLOEXEC))
-		t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
-		op := &pipeWait{fd: int32(fds[0]), armed: make(chan struct{}), done: make(chan struct{})}
-		require.True(t, r.Send(op))
-		<-op.armed
-		before := r.Counters().Wakeups
-		if tc.wantSleep {
-			require.Eventually(t, r.sleeping.Load, 5*time.Second, time.Millisecond, "no sleep once the spin is up")
-		} else {
-			time.Sleep(20 * time.Millisecond) // many turns of the loop
-			require.False(t, r.sleeping.Load(), "asleep with I/O in flight during the spin")
-		}
-		_, err := unix.Write(fds[1], []byte{1})
-		require.NoError(t, err)
-		<-op.done
-		if !tc.wantSleep {
-			require.Equal(t, before, r.Counters().Wakeups, "the reactor slept during its spin")
-		}
+		name         string
+		spin, spinIO time.Duration
+		wait         bool
+		wantSleep    bool
+	}{
+		{"spin", time.Minute, -1, false, false},
+		{"spin over", time.Millisecond, -1, false, true},
+		{"spin io", time.Millisecond, time.Minute, false, false},
+		{"spin io over", time.Millisecond, 2 * time.Millisecond, false, true},
+		{"wait", time.Millisecond, time.Minute, true, true},
+		{"wait spin", time.Minute, time.Millisecond, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := startGroup(t, []int{-1}, Config{Spin: tc.spin, SpinIO: tc.spinIO})
+			r := g.Get(0)
+			var fds [2]int
+			require.NoError(t, unix.Pipe2(fds[:], unix.O_CLOEXEC))
+			t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
+			op := &pipeWait{fd: int32(fds[0]), wait: tc.wait, armed: make(chan struct{}), done: make(chan struct{})}
+			require.True(t, r.Send(op))
+			<-op.armed
+			before := r.Counters().Wakeups
+			if tc.wantSleep {
+				require.Eventually(t, r.sleeping.Load, 5*time.Second, time.Millisecond, "no sleep once the spin is up")
+			} else {
+				time.Sleep(20 * time.Millisecond) // many turns of the loop
+				require.False(t, r.sleeping.Load(), "asleep with I/O in flight during the spin")
+			}
+			_, err := unix.Write(fds[1], []byte{1})
+			require.NoError(t, err)
+			<-op.done
+			if !tc.wantSleep {
+				require.Equal(t, before, r.Counters().Wakeups, "the reactor slept during its spin")
+			}
+		})
 	}
 }
 

@@ -49,7 +49,8 @@ func perf(args []string, stdout, stderr io.Writer) int {
 	verify := fs.Bool("verify", false, "prefill the span with stamped blocks and verify every read")
 	seed := fs.Uint64("seed", 1, "random seed")
 	core := fs.Int("core", -1, "CPU for the reactor (-1: unpinned)")
-	spin := fs.Duration("spin", reactor.DefaultSpin, "reactor busy-poll time before it sleeps")
+	spin := fs.Duration("spin", reactor.DefaultSpin, "reactor busy-poll time before it sleeps (0: never)")
+	spinIO := fs.Duration("spin-io", reactor.DefaultSpinIO, "reactor busy-poll time, instead, while I/O is in flight (0: as -spin)")
 	output := fs.String("o", "text", "output: text or json")
 	if err := fs.Parse(args); err != nil {
 		return ExitUsage
@@ -80,7 +81,7 @@ func perf(args []string, stdout, stderr io.Writer) int {
 	if *targetAddr != "" {
 		res, err = runRemotePerf(*targetAddr, *subNQN, uint32(*nsid), *queues, *digests, *busyPoll, job)
 	} else {
-		res, err = runLocalPerf(*device, reactor.Config{Core: *core, Spin: *spin}, job)
+		res, err = runLocalPerf(*device, reactor.Config{Core: *core, Spin: spinOrNever(*spin), SpinIO: spinOrNever(*spinIO)}, job)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "strata perf: %v\n", err)

@@ -33,6 +33,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	tokenFile := fs.String("api-token-file", "", "file holding the bearer token TCP API clients must send")
 	metricsListen := fs.String("metrics-listen", "", "serve /metrics and /healthz on this TCP address (default "+daemon.DevMetricsListen+" with --dev)")
 	spin := fs.Duration("spin", reactor.DefaultSpin, "how long an idle reactor busy-polls before it sleeps (0: never)")
+	spinIO := fs.Duration("spin-io", reactor.DefaultSpinIO, "how long, instead, while disk I/O or a send is in flight (0: as --spin)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	dev := fs.Bool("dev", false, "development mode: in an empty state, create a 1 GiB file pool, a 512 MiB volume and its share on --dev-listen")
@@ -78,7 +79,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		stop()
 	}()
 	err = daemon.Run(ctx, daemon.Config{
-		Cores: coreList, Spin: spinOrNever(*spin), DataDir: *dataDir, APISocket: *socket, APIListen: *apiListen, APITokenFile: *tokenFile,
+		Cores: coreList, Spin: spinOrNever(*spin), SpinIO: spinOrNever(*spinIO), DataDir: *dataDir, APISocket: *socket, APIListen: *apiListen, APITokenFile: *tokenFile,
 		MetricsListen: *metricsListen, Dev: *dev, DevListen: *devListen, DiscoveryPort: discovery,
 		Version: buildinfo.Version, Logger: log, Out: stdout,
 	})

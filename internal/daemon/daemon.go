@@ -59,7 +59,10 @@ type Config struct {
 	Cores []int
 	// Spin is how long an idle reactor busy-polls before it sleeps:
 	// reactor.DefaultSpin when zero, never when negative.
-	Spin    time.Duration
+	Spin time.Duration
+	// SpinIO is how long, instead, while I/O that completes on its own is
+	// in flight: reactor.DefaultSpinIO when zero, as Spin when negative.
+	SpinIO  time.Duration
 	DataDir string
 	// APISocket is the Unix socket of the API: api.DefaultSocket when
 	// empty, or <DataDir>/strata.sock with Dev.
@@ -223,7 +226,7 @@ func readToken(path string, log *slog.Logger) (string, error) {
 // start brings everything up; on error, stop undoes what was done.
 func (d *daemon) start() error {
 	var err error
-	if d.g, err = reactor.StartGroup(d.cfg.Cores, reactor.Config{Spin: d.cfg.Spin}); err != nil {
+	if d.g, err = reactor.StartGroup(d.cfg.Cores, reactor.Config{Spin: d.cfg.Spin, SpinIO: d.cfg.SpinIO}); err != nil {
 		return err
 	}
 	cores := make([]int, 0, d.g.Len())

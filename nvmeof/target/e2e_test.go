@@ -32,7 +32,13 @@ type fixture struct {
 
 func newFixture(t *testing.T, mut func(*target.SubsystemConfig)) *fixture {
 	t.Helper()
-	g, err := reactor.StartGroup(nil, reactor.Config{})
+	return newFixtureOn(t, reactor.Config{}, mut)
+}
+
+// newFixtureOn is newFixture with reactors configured by rc.
+func newFixtureOn(t *testing.T, rc reactor.Config, mut func(*target.SubsystemConfig)) *fixture {
+	t.Helper()
+	g, err := reactor.StartGroup(nil, rc)
 	require.NoError(t, err)
 	t.Cleanup(g.Stop)
 	dev, err := malloc.New("ram", 64<<20, 512)

@@ -96,7 +96,7 @@ func (in *receiver) post() {
 	if in.stopped || in.busy {
 		return
 	}
-	sqe := in.q.r.Prep(in)
+	sqe := in.q.r.PrepWait(in)
 	if sqe == nil { // every operation slot of the reactor is busy: next loop
 		in.q.r.Defer(&in.retry)
 		return
