@@ -131,6 +131,31 @@ func (o *nopOp) Run(r *Reactor) {
 
 func (o *nopOp) Complete(res int32, _ uint32) { o.done <- res }
 
+// countOp counts completions.
+type countOp struct{ wg *sync.WaitGroup }
+
+func (o countOp) Complete(int32, uint32) { o.wg.Done() }
+
+// TestPrepSubmitsInBatches checks that Prep hands the kernel what is queued
+// once Config.SubmitBatch operations wait, rather than holding a deep
+// batch for the loop's one io_uring_enter.
+func TestPrepSubmitsInBatches(t *testing.T) {
+	g := startGroup(t, []int{-1}, Config{SubmitBatch: 4})
+	r := g.Get(0)
+	var wg sync.WaitGroup
+	wg.Add(10)
+	require.NoError(t, r.Call(func(r *Reactor) error {
+		before := r.Counters().Submitted
+		for range 10 {
+			r.Prep(countOp{&wg}).PrepNop()
+		}
+		require.EqualValues(t, 8, r.Counters().Submitted-before, "submitted while preparing")
+		require.EqualValues(t, 2, r.ring.Unsubmitted(), "left for the loop")
+		return nil
+	}))
+	wg.Wait()
+}
+
 func TestOperationCompletes(t *testing.T) {
 	g := startGroup(t, []int{-1}, Config{})
 	r := g.Get(0)
