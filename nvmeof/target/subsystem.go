@@ -1,6 +1,7 @@
 package target
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -135,9 +136,11 @@ func printableASCII(s string, max int) bool {
 
 // Subsystem is a live NVM subsystem: its configuration and controllers.
 type Subsystem struct {
-	mu          sync.Mutex
-	cfg         SubsystemConfig
-	namespaces  []*nsState // sorted by ID
+	mu  sync.Mutex
+	cfg SubsystemConfig
+	// namespaces is sorted by ID and replaced whole (under mu) on change,
+	// so reactors look a command's namespace up without taking mu.
+	namespaces  atomic.Pointer[[]*nsState]
 	controllers map[uint16]*Controller
 	nextID      uint16
 }
@@ -220,23 +223,30 @@ func (s *Subsystem) releaseControllerID(id uint16) {
 	delete(s.controllers, id)
 }
 
+// nsList returns the namespaces in NSID order; the caller must not modify
+// the slice.
+func (s *Subsystem) nsList() []*nsState {
+	if p := s.namespaces.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // namespace returns the namespace with nsid, or nil.
 func (s *Subsystem) namespace(nsid uint32) *nsState {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	i, ok := slices.BinarySearchFunc(s.namespaces, nsid, func(n *nsState, id uint32) int { return int64cmp(n.ID, id) })
+	list := s.nsList()
+	i, ok := slices.BinarySearchFunc(list, nsid, cmpNSID)
 	if !ok {
 		return nil
 	}
-	return s.namespaces[i]
+	return list[i]
 }
 
 // namespaceIDs returns the active NSIDs in increasing order.
 func (s *Subsystem) namespaceIDs() []uint32 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ids := make([]uint32, len(s.namespaces))
-	for i, n := range s.namespaces {
+	list := s.nsList()
+	ids := make([]uint32, len(list))
+	for i, n := range list {
 		ids[i] = n.ID
 	}
 	return ids
@@ -252,25 +262,20 @@ func (s *Subsystem) controllersSnapshot() []*Controller {
 	return out
 }
 
-func int64cmp(a, b uint32) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
+// cmpNSID orders namespaces by ID, for binary search.
+func cmpNSID(n *nsState, id uint32) int { return cmp.Compare(n.ID, id) }
 
 // insertNamespace adds ns in NSID order; false if the ID is taken.
 func (s *Subsystem) insertNamespace(ns *nsState) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	i, found := slices.BinarySearchFunc(s.namespaces, ns.ID, func(n *nsState, id uint32) int { return int64cmp(n.ID, id) })
+	list := s.nsList()
+	i, found := slices.BinarySearchFunc(list, ns.ID, cmpNSID)
 	if found {
 		return false
 	}
-	s.namespaces = slices.Insert(s.namespaces, i, ns)
+	next := slices.Insert(slices.Clone(list), i, ns)
+	s.namespaces.Store(&next)
 	return true
 }
 
@@ -299,12 +304,15 @@ func (s *Subsystem) waitControllers(ctx context.Context) error {
 func (s *Subsystem) replaceNamespace(ns *nsState) *nsState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	i, found := slices.BinarySearchFunc(s.namespaces, ns.ID, func(n *nsState, id uint32) int { return int64cmp(n.ID, id) })
+	list := s.nsList()
+	i, found := slices.BinarySearchFunc(list, ns.ID, cmpNSID)
 	if !found {
 		return nil
 	}
-	old := s.namespaces[i]
-	s.namespaces[i] = ns
+	old := list[i]
+	next := slices.Clone(list)
+	next[i] = ns
+	s.namespaces.Store(&next)
 	return old
 }
 

@@ -130,7 +130,7 @@ func (t *Target) AddSubsystem(cfg SubsystemConfig) error {
 	for _, ns := range cfg.Namespaces {
 		st, err := t.openNamespace(ns)
 		if err != nil {
-			closeNamespaces(t.g, s.namespaces)
+			closeNamespaces(t.g, s.nsList())
 			return err
 		}
 		s.insertNamespace(st)
@@ -138,7 +138,7 @@ func (t *Target) AddSubsystem(cfg SubsystemConfig) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, dup := t.subsystems[cfg.NQN]; dup {
-		closeNamespaces(t.g, s.namespaces)
+		closeNamespaces(t.g, s.nsList())
 		return fmt.Errorf("%w: %s", ErrSubsystemExists, cfg.NQN)
 	}
 	t.subsystems[cfg.NQN] = s
@@ -191,7 +191,7 @@ func (t *Target) RemoveSubsystem(ctx context.Context, name string) error {
 	if err := s.waitControllers(ctx); err != nil {
 		return err
 	}
-	closeNamespaces(t.g, s.namespaces)
+	closeNamespaces(t.g, s.nsList())
 	t.log.Info("subsystem removed", "nqn", name)
 	return nil
 }
@@ -429,7 +429,7 @@ func (t *Target) Close() error {
 	}
 	t.wg.Wait()
 	for _, s := range subs {
-		closeNamespaces(t.g, s.namespaces)
+		closeNamespaces(t.g, s.nsList())
 	}
 	return nil
 }
