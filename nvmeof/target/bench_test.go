@@ -2,6 +2,7 @@ package target_test
 
 import (
 	"bytes"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -19,14 +20,7 @@ import (
 // Go host and the target on a RAM namespace: ns/op is the latency at queue
 // depth 1, allocs/op the allocations of host and target together.
 func BenchmarkQD1Read4K(b *testing.B) {
-	t := &testing.T{}
-	f := newFixture(t, nil)
-	defer f.t.Close()
-	c, err := host.Connect(ctx(t), f.addr, testNQN, host.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := connect(b, newFixture(b, nil), host.Config{})
 	l := &looper{q: c.IOQueues()[0], done: make(chan struct{}, 1)}
 	l.req.Callback = l.callback
 	l.req.SetRead(1, 8, 8, make([]byte, 4096))
@@ -74,20 +68,25 @@ func BenchmarkRandRead4KQD32(b *testing.B) {
 }
 
 func randRead4KQD32(b *testing.B, dev bdev.Device) {
-	t := &testing.T{}
+	restoreProcs(b)
 	g, err := reactor.StartGroup([]int{0}, reactor.Config{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer g.Stop()
-	tg := target.New(g, target.Config{})
+	// Quiet: the benchmark's output is parsed line by line.
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	tg := target.New(g, target.Config{Logger: log})
 	defer tg.Close()
 	if err := tg.AddSubsystem(target.SubsystemConfig{NQN: testNQN, Serial: "B", AllowAnyHost: true,
 		Namespaces: []target.Namespace{{ID: 1, Device: dev}}}); err != nil {
 		b.Fatal(err)
 	}
-	addr, _ := tg.Listen("127.0.0.1:0")
-	c, err := host.Connect(ctx(t), addr.String(), testNQN, host.Config{QueueDepth: 33})
+	addr, err := tg.Listen("127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := host.Connect(ctx(b), addr.String(), testNQN, host.Config{QueueDepth: 33})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -30,14 +31,15 @@ type fixture struct {
 	g    *reactor.Group
 }
 
-func newFixture(t *testing.T, mut func(*target.SubsystemConfig)) *fixture {
+func newFixture(t testing.TB, mut func(*target.SubsystemConfig)) *fixture {
 	t.Helper()
 	return newFixtureOn(t, reactor.Config{}, mut)
 }
 
 // newFixtureOn is newFixture with reactors configured by rc.
-func newFixtureOn(t *testing.T, rc reactor.Config, mut func(*target.SubsystemConfig)) *fixture {
+func newFixtureOn(t testing.TB, rc reactor.Config, mut func(*target.SubsystemConfig)) *fixture {
 	t.Helper()
+	restoreProcs(t)
 	g, err := reactor.StartGroup(nil, rc)
 	require.NoError(t, err)
 	t.Cleanup(g.Stop)
@@ -60,13 +62,20 @@ func newFixtureOn(t *testing.T, rc reactor.Config, mut func(*target.SubsystemCon
 	return &fixture{t: tg, addr: addr.String(), dev: dev, g: g}
 }
 
-func ctx(t *testing.T) context.Context {
+// restoreProcs puts GOMAXPROCS back once t is done: starting reactors
+// raises it, which the testing package reports for benchmarks.
+func restoreProcs(t testing.TB) {
+	procs := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(procs) })
+}
+
+func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return c
 }
 
-func connect(t *testing.T, f *fixture, cfg host.Config) *host.Controller {
+func connect(t testing.TB, f *fixture, cfg host.Config) *host.Controller {
 	t.Helper()
 	c, err := host.Connect(ctx(t), f.addr, testNQN, cfg)
 	require.NoError(t, err)
