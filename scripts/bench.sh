@@ -218,7 +218,8 @@ disk=$(df -h --output=source,fstype "$DIR" | tail -1 | awk '{print $1" ("$2")"}'
 	echo "against \`fio --ioengine=io_uring --direct=1 --rw=RW --bs=BS --iodepth=QD --time_based --runtime=$SECS --cpus_allowed=$CORE\`,"
 	echo "on a 1 GiB file written in full beforehand. $ROUNDS interleaved rounds of each; medians shown, every round in the last column."
 	echo "\"disk\" is a file on $disk; \"tmpfs\" is a file in RAM, where the device costs almost nothing and the ratio is the"
-	echo "software overhead of each tool. Target: ratio >= 0.95."
+	echo "software overhead of each tool (tmpfs 128 KiB copies run in an io-wq worker on the reactor's core, which the"
+	echo "reactor's spin with I/O in flight costs ~9%: docs/profile-target.md). Target: ratio >= 0.95."
 	echo
 	echo "| store | pattern | bs | QD | Strata IOPS | Strata MiB/s | fio IOPS | fio MiB/s | ratio (IOPS) | rounds (Strata / fio) |"
 	echo "|---|---|---|---|---|---|---|---|---|---|"
@@ -236,8 +237,9 @@ disk=$(df -h --output=source,fstype "$DIR" | tail -1 | awk '{print $1" ("$2")"}'
 	echo "the same two cores: **$iperf MiB/s** (rounds: ${ip_mib[*]}). The null QD 1 rows compare their p50 with the p50"
 	echo "round trip of a 4 KiB TCP ping-pong between those cores (\`sockperf ping-pong --tcp -m 4096 --full-rtt\`):"
 	echo "**$rtt us** (rounds: ${rtts[*]}), what a round trip costs two programs that sleep between messages. Strata's"
-	echo "reactors spin for 50 us after their last work and \`strata perf\` polls its socket for 50 us (\`-busy-poll\`),"
-	echo "so both ends of a QD 1 run stay awake; each uses its whole core for it (\"target cores\")."
+	echo "reactors spin for 50 us after their last work (1 ms while disk I/O or a send is in flight, \`--spin-io\`) and"
+	echo "\`strata perf\` polls its socket for 50 us (\`-busy-poll\`), so both ends of a QD 1 run stay awake; each uses"
+	echo "its whole core for it (\"target cores\")."
 	echo "Targets: 128 KiB read >= 0.80 of iperf3; file volume >= 0.85 of local fio IOPS."
 	echo
 	echo "| volume | pattern | bs | QD | IOPS | MiB/s | p50 us | p99 us | target cores | IOPS per target core | baseline: ratio |"
@@ -287,7 +289,7 @@ disk=$(df -h --output=source,fstype "$DIR" | tail -1 | awk '{print $1" ("$2")"}'
 	echo
 	echo "\`go test -bench . -benchmem\`: MPSC ring hand-off (PushPop uncontended, Handoff across cores, RoundTrip ="
 	echo "two hand-offs between spinning goroutines), reactor task round trips (a task that submits an io_uring NOP and"
-	echo "signals a channel on completion; to a spinning reactor, and to a sleeping one that must be woken), histogram,"
+	echo "raises a flag the benchmark polls on completion; to a spinning reactor, and to a sleeping one that must be woken), histogram,"
 	echo "the local bdev path per I/O (LocalPath: generator, channel, device and completion on one reactor), PDU parsing and"
 	echo "encoding and CRC32C over 4 KiB (nvmeof/pdu), and the target through the Go host on loopback (nvmeof/target)."
 	echo
