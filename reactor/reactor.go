@@ -299,11 +299,10 @@ func (r *Reactor) getSQE() *uring.SQE {
 
 // Prep reserves an operation slot for c and returns the SQE to fill, or nil
 // when RingEntries operations are already in flight (try again after a
-// completion). Fill the SQE before the next Prep, which may submit it. The
-// SQE's UserData is set; do not change it. Use it for an
-// operation that completes on its own (a read or write of a file or device,
-// a send): while one is in flight an idle loop spins for Config.SpinIO.
-// Reactor only.
+// completion). Fill the SQE before the next Prep, which may submit it; its
+// UserData is set, do not change it. Prep is for operations that complete
+// on their own (a read or write of a file or device, a send): while one is
+// in flight, an idle loop spins for Config.SpinIO. Reactor only.
 func (r *Reactor) Prep(c Completer) *uring.SQE { return r.prep(c, false) }
 
 // PrepWait is Prep for an operation that waits on a peer, such as a receive
@@ -400,7 +399,7 @@ func (r *Reactor) loop() {
 		// producer no eventfd write. Longer while I/O that completes on its
 		// own is in flight: a virtio disk completes a queue of 32 reads in
 		// one batch every ~300 us, and a reactor asleep by then made its
-		// file volume 10% slower through NVMe/TCP. With I/O in flight, each
+		// file volume 15-20% slower through NVMe/TCP. With I/O in flight, each
 		// turn yields the core: io-wq workers finishing punted operations
 		// share the reactor's affinity and would otherwise wait for the
 		// spin to end (128 KiB reads from tmpfs: -37% without the yield).
