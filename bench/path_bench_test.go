@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"runtime"
 	"testing"
 
 	"github.com/strata-storage/strata/bdev"
@@ -25,6 +26,9 @@ func BenchmarkLocalPath4KQD32(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer dev.Close()
+			// Starting reactors raises GOMAXPROCS; put it back for the
+			// benchmarks that follow.
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 			g, err := reactor.StartGroup([]int{-1}, reactor.Config{})
 			if err != nil {
 				b.Fatal(err)
