@@ -144,16 +144,17 @@ func TestPrepSubmitsInBatches(t *testing.T) {
 	r := g.Get(0)
 	var wg sync.WaitGroup
 	wg.Add(10)
+	var most uint32
 	require.NoError(t, r.Call(func(r *Reactor) error {
-		before := r.Counters().Submitted
 		for range 10 {
 			r.Prep(countOp{&wg}).PrepNop()
+			most = max(most, r.ring.Unsubmitted())
 		}
-		require.EqualValues(t, 8, r.Counters().Submitted-before, "submitted while preparing")
-		require.EqualValues(t, 2, r.ring.Unsubmitted(), "left for the loop")
 		return nil
 	}))
 	wg.Wait()
+	// The re-armed wake-up read may be queued too, and counts.
+	require.EqualValues(t, 4, most, "most SQEs queued while preparing 10")
 }
 
 func TestOperationCompletes(t *testing.T) {
@@ -321,7 +322,8 @@ func TestPrepBoundsInflight(t *testing.T) {
 	op := &nopOp{done: make(chan int32, 64)}
 	var got int
 	require.NoError(t, r.Call(func(r *Reactor) error {
-		for r.Prep(op) != nil {
+		for sqe := r.Prep(op); sqe != nil; sqe = r.Prep(op) {
+			sqe.PrepNop()
 			got++
 		}
 		return nil
