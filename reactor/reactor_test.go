@@ -337,20 +337,25 @@ func TestPrepBoundsInflight(t *testing.T) {
 func TestRegisterFiles(t *testing.T) {
 	g := startGroup(t, []int{-1}, Config{FileSlots: 2})
 	r := g.Get(0)
+	// Registration runs on the reactor; the checks run here, since a
+	// failed require must end the test's goroutine, not the reactor's.
+	var a, b, c int32
+	var errA, errB, errFull, errUnreg, errC error
 	require.NoError(t, r.Call(func(r *Reactor) error {
-		a, err := r.RegisterFile(0)
-		require.NoError(t, err)
-		b, err := r.RegisterFile(1)
-		require.NoError(t, err)
-		require.NotEqual(t, a, b)
-		_, err = r.RegisterFile(2)
-		require.Error(t, err, "table full")
-		require.NoError(t, r.UnregisterFile(a))
-		c, err := r.RegisterFile(2)
-		require.NoError(t, err)
-		require.Equal(t, a, c)
+		a, errA = r.RegisterFile(0)
+		b, errB = r.RegisterFile(1)
+		_, errFull = r.RegisterFile(2)
+		errUnreg = r.UnregisterFile(a)
+		c, errC = r.RegisterFile(2)
 		return nil
 	}))
+	require.NoError(t, errA)
+	require.NoError(t, errB)
+	require.NotEqual(t, a, b)
+	require.Error(t, errFull, "table full")
+	require.NoError(t, errUnreg)
+	require.NoError(t, errC)
+	require.Equal(t, a, c, "the freed slot is reused")
 }
 
 type fakePoller struct {
