@@ -13,11 +13,12 @@
 // is in flight, yielding the core on each turn while anything is in
 // flight; then it goes to sleep inside io_uring_enter waiting for one
 // completion. Operations that wait on a peer (PrepWait: a socket receive)
-// do not keep it spinning, so connected but quiet hosts cost no CPU. A read on an eventfd is always
-// armed in the ring, so a producer that sees the reactor asleep wakes it
-// with one write to the eventfd; any I/O completion wakes it too. An idle
-// daemon therefore uses no CPU, unlike SPDK's always-polling reactors, at
-// the price of a wake-up on the first request after a quiet spell.
+// do not keep it spinning, so connected but quiet hosts cost no CPU. A
+// read on an eventfd is always armed in the ring, so a producer that sees
+// the reactor asleep wakes it with one write to the eventfd; any I/O
+// completion wakes it too. An idle daemon therefore uses no CPU, unlike
+// SPDK's always-polling reactors, at the price of a wake-up on the first
+// request after a quiet spell.
 //
 // Concurrency: Send and the counters are safe from any goroutine; every
 // other method must be called on the reactor itself (from a Task, a

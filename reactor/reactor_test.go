@@ -198,8 +198,6 @@ func TestIdleReactorSleepsAndWakes(t *testing.T) {
 	require.Greater(t, r.Counters().Wakeups, before)
 }
 
-// pipeWait is a poll for input on a pipe: an operation that stays in flight
-// until the test writes to the pipe.
 // pipeWait polls a pipe: an operation that completes when the test says,
 // armed through Prep or, with wait set, PrepWait.
 type pipeWait struct {
