@@ -74,7 +74,18 @@ const (
 	// MaxTermReqPLen bounds a TermReq: its header plus up to 128 bytes of
 	// the offending PDU header.
 	MaxTermReqPLen = 152
+	// MaxPDA is the largest HPDA (ICReq) or CPDA (ICResp): data alignment
+	// is (PDA+1) dwords, so at most MaxDataAlign bytes (3.6.2.2-3).
+	MaxPDA       = 31
+	MaxDataAlign = (MaxPDA + 1) * 4
+	// MaxPadLen bounds the padding between a data PDU's header and its
+	// data: the smallest header padded up to the largest alignment.
+	MaxPadLen = MaxDataAlign - DataHLen
 )
+
+// DataAlign returns the data alignment in bytes that a PDA (HPDA, CPDA)
+// asks for; pda must be at most MaxPDA.
+func DataAlign(pda uint8) int { return (int(pda) + 1) * 4 }
 
 // hlenOf returns the required HLEN of t, or 0 for unknown types.
 func hlenOf(t Type) int {

@@ -20,8 +20,9 @@ type rawConn struct {
 	t  *testing.T
 	nc net.Conn
 	rd *pdu.Reader
-	// Digests to ask for in the ICReq.
+	// Digests and data alignment to ask for in the ICReq.
 	hdgst, ddgst bool
+	hpda         uint8
 }
 
 func dialRaw(t *testing.T, f *fixture) *rawConn {
@@ -46,7 +47,7 @@ func (r *rawConn) icReq() {
 	if r.ddgst {
 		dgst |= pdu.DgstData
 	}
-	pdu.EncodeICReq(b, 0, dgst, 0)
+	pdu.EncodeICReq(b, r.hpda, dgst, 0)
 	r.send(b)
 	h, err := r.rd.ReadHeader()
 	require.NoError(r.t, err)
@@ -55,7 +56,7 @@ func (r *rawConn) icReq() {
 	require.Equal(r.t, dgst, resp.Digests())
 	require.GreaterOrEqual(r.t, resp.MaxH2CData(), uint32(4096))
 	require.Zero(r.t, resp.MaxH2CData()%4, "MAXH2CDATA is a multiple of 4")
-	r.rd.SetConfig(pdu.Config{HeaderDigest: r.hdgst, DataDigest: r.ddgst, MaxData: 1 << 20})
+	r.rd.SetConfig(pdu.Config{HeaderDigest: r.hdgst, DataDigest: r.ddgst, MaxData: 1 << 20, DataAlign: pdu.DataAlign(r.hpda)})
 }
 
 // capsule encodes a command capsule with data in it, digests as agreed.

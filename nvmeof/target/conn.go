@@ -133,12 +133,12 @@ func (c *conn) initConnection() error {
 	if req.PFV() != 0 {
 		return &pdu.FatalError{Status: pdu.FatalInvalidHeader, FEI: 8, Reason: fmt.Sprintf("PFV %d", req.PFV()), Header: h}
 	}
-	if req.HPDA() > 31 {
+	if req.HPDA() > pdu.MaxPDA {
 		return &pdu.FatalError{Status: pdu.FatalInvalidHeader, FEI: 10, Reason: fmt.Sprintf("HPDA %d", req.HPDA()), Header: h}
 	}
 	c.hdgst = req.Digests()&pdu.DgstHeader != 0
 	c.ddgst = req.Digests()&pdu.DgstData != 0
-	c.hostAlign = (int(req.HPDA()) + 1) * 4
+	c.hostAlign = pdu.DataAlign(req.HPDA())
 	resp := make([]byte, pdu.ICSize)
 	pdu.EncodeICResp(resp, 0, req.Digests()&(pdu.DgstHeader|pdu.DgstData), MaxH2CData)
 	if _, err := c.nc.Write(resp); err != nil {

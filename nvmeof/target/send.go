@@ -5,6 +5,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/strata-storage/strata/nvmeof/pdu"
 	"github.com/strata-storage/strata/reactor"
 )
 
@@ -22,9 +23,13 @@ type outQueue struct {
 	busy       bool         // a SENDMSG is in flight
 	scheduled  bool         // a flush is deferred to the next loop iteration
 	flushTask  flushTask
-	zeros      [64]byte // padding source
-	closeAfter bool     // a TermReq went out: close when written
+	closeAfter bool // a TermReq went out: close when written
 }
+
+// zeroPad is where the padding up to a C2HData PDU's PDO comes from: any
+// HPDA up to 31 (128-byte alignment) a host asks for. The kernel only reads
+// it.
+var zeroPad [pdu.MaxPadLen]byte
 
 type flushTask struct{ o *outQueue }
 
@@ -77,7 +82,7 @@ func (o *outQueue) flush() {
 	for cmd := o.head; cmd != nil; cmd = cmd.nextOut {
 		segs = appendSeg(segs, cmd.hdr[:cmd.hdrLen])
 		if cmd.outKind == outResponse && cmd.hdrLen > 0 { // C2HData
-			segs = appendSeg(segs, o.zeros[:cmd.pad])
+			segs = appendSeg(segs, zeroPad[:cmd.pad])
 			segs = appendSeg(segs, cmd.buf[:cmd.dataLen])
 			if o.q.c.ddgst {
 				segs = appendSeg(segs, cmd.ddgst[:])
