@@ -238,13 +238,22 @@ func (q *Queue) initConnection(cfg *Config) error {
 		return fmt.Errorf("host: target terminated the connection: %s", pdu.TermReq(h).FES())
 	}
 	resp := pdu.ICResp(h)
-	if resp.MaxH2CData() < 4096 || resp.MaxH2CData()%4 != 0 {
+	// What the target sends sizes our buffers and paddings: refuse what
+	// the transport does not allow rather than trust it (3.6.2.3).
+	switch {
+	case resp.PFV() != 0:
+		return fmt.Errorf("host: target's ICResp has PFV %d, want 0", resp.PFV())
+	case resp.CPDA() > pdu.MaxPDA:
+		return fmt.Errorf("host: target's CPDA %d is more than %d", resp.CPDA(), pdu.MaxPDA)
+	case resp.Digests()&^dg != 0:
+		return fmt.Errorf("host: target enabled digests %#x, asked for %#x", resp.Digests(), dg)
+	case resp.MaxH2CData() < 4096 || resp.MaxH2CData()%4 != 0:
 		return fmt.Errorf("host: target's MAXH2CDATA %d is invalid", resp.MaxH2CData())
 	}
 	q.hdgst = resp.Digests()&pdu.DgstHeader != 0
 	q.ddgst = resp.Digests()&pdu.DgstData != 0
 	q.maxH2C = resp.MaxH2CData()
-	q.align = (int(resp.CPDA()) + 1) * 4
+	q.align = pdu.DataAlign(resp.CPDA())
 	q.rd.SetConfig(pdu.Config{
 		Accept: func(t pdu.Type) bool {
 			return t == pdu.TypeCapsuleResp || t == pdu.TypeC2HData || t == pdu.TypeR2T || t == pdu.TypeC2HTermReq

@@ -3,6 +3,7 @@ package host
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -169,4 +170,43 @@ func TestPartialPDUDoesNotHoldCommands(t *testing.T) {
 	_, err = f.nc.Write(rest)
 	require.NoError(t, err)
 	f.readCIDs(1)
+}
+
+// An ICResp outside what the transport allows is refused before anything
+// is sized by it: a CPDA over 31 once made the host slice its header
+// buffers past their end, so any target could crash a daemon replicating
+// to it.
+func TestICRespOutOfSpecRefused(t *testing.T) {
+	cases := map[string]func(b []byte){
+		"CPDA 32":          func(b []byte) { pdu.EncodeICResp(b, 32, 0, 128<<10) },
+		"CPDA 255":         func(b []byte) { pdu.EncodeICResp(b, 255, 0, 128<<10) },
+		"PFV 1":            func(b []byte) { pdu.EncodeICResp(b, 0, 0, 128<<10); b[8] = 1 },
+		"digest not asked": func(b []byte) { pdu.EncodeICResp(b, 0, pdu.DgstData, 128<<10) },
+		"MAXH2CDATA 1024":  func(b []byte) { pdu.EncodeICResp(b, 0, 0, 1024) },
+	}
+	for name, icresp := range cases {
+		t.Run(name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			defer ln.Close()
+			go func() {
+				nc, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer nc.Close()
+				ic := make([]byte, pdu.ICSize)
+				io.ReadFull(nc, ic)
+				icresp(ic)
+				nc.Write(ic)
+				io.Copy(io.Discard, nc) // until the host hangs up
+			}()
+			cfg := &Config{}
+			cfg.setDefaults()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, _, err = dialQueue(ctx, ln.Addr().String(), "nqn.2024-01.io.strata:fake", 0, 8, 0xffff, cfg)
+			require.Error(t, err)
+		})
+	}
 }
