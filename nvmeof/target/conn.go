@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/strata-storage/strata/internal/invariants"
 	"github.com/strata-storage/strata/nvmeof/nqn"
 	"github.com/strata-storage/strata/nvmeof/nvme"
 	"github.com/strata-storage/strata/nvmeof/pdu"
@@ -336,9 +337,22 @@ func (c *conn) adminLoop() error {
 		if err != nil {
 			return err
 		}
+		if dir, want, ok := adminTransfer(cmd); ok {
+			if st := checkDataPointer(cmd, dir, want, uint32(len(data))); !st.OK() {
+				if err := c.respond(cmd.CID(), nil, 0, 0, st); err != nil {
+					return err
+				}
+				continue
+			}
+		}
 		res := c.ctrl.execAdmin(cmd, data)
 		if res.held {
 			continue // an Asynchronous Event Request, answered later
+		}
+		// Never more than the SGL describes: the host's buffer ends there.
+		if n := cmd.SGL().Length(); uint64(len(res.data)) > uint64(n) {
+			invariants.Assert(false, "admin data longer than its SGL")
+			res = fail(nvme.InternalError)
 		}
 		if err := c.respond(cmd.CID(), res.data, res.dw0, res.dw1, res.status); err != nil {
 			return err

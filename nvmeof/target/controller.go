@@ -143,6 +143,31 @@ type adminResult struct {
 
 func fail(st nvme.Status) adminResult { return adminResult{status: st} }
 
+// adminTransfer returns the data transfer of an admin command: its
+// direction and length. ok is false where execAdmin fails the command
+// whatever its data pointer: an opcode Strata does not implement (Invalid
+// Opcode), a log page larger than it transfers (Invalid Field).
+func adminTransfer(cmd nvme.Command) (dir direction, n uint32, ok bool) {
+	switch cmd.Opcode() {
+	case nvme.AdminIdentify:
+		return dirControllerToHost, nvme.IdentifySize, true
+	case nvme.AdminGetLogPage:
+		if n := cmd.LogPageBytes(); n <= MaxTransferBytes {
+			return dirControllerToHost, uint32(n), true
+		}
+	case nvme.AdminSetFeatures, nvme.AdminGetFeatures, nvme.AdminAsyncEvent, nvme.AdminKeepAlive, nvme.AdminAbort:
+		return dirNone, 0, true
+	case nvme.OpcodeFabrics:
+		switch cmd.FCType() {
+		case nvme.FabricsConnect:
+			return dirHostToController, nvme.ConnectDataSize, true
+		case nvme.FabricsPropertyGet, nvme.FabricsPropertySet, nvme.FabricsDisconnect:
+			return dirNone, 0, true
+		}
+	}
+	return dirNone, 0, false
+}
+
 // execAdmin executes one admin-queue command.
 func (c *Controller) execAdmin(cmd nvme.Command, data []byte) adminResult {
 	c.ka.reset() // any admin command shows the host is alive
@@ -325,15 +350,7 @@ func (c *Controller) identify(cmd nvme.Command) adminResult {
 	default:
 		return fail(nvme.InvalidField)
 	}
-	return adminResult{data: trimTo(b, cmd)}
-}
-
-// trimTo cuts controller-to-host data to what the command's SGL asks for.
-func trimTo(b []byte, cmd nvme.Command) []byte {
-	if n := cmd.SGL().Length(); uint64(n) < uint64(len(b)) {
-		return b[:n]
-	}
-	return b
+	return adminResult{data: b}
 }
 
 func namespaceInfo(ns *nsState) *nvme.NamespaceInfo {

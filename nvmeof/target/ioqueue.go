@@ -302,14 +302,6 @@ func (q *ioQueue) receiveData(in *receiver, d pdu.Data) error {
 	return nil
 }
 
-type direction uint8
-
-const (
-	dirNone direction = iota
-	dirHostToController
-	dirControllerToHost
-)
-
 // prepare validates a command as its capsule arrives and works out its
 // data transfer.
 func (q *ioQueue) prepare(cmd *command) (nvme.Status, direction) {

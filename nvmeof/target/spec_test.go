@@ -78,3 +78,118 @@ func TestC2HDataHonoursEveryHPDA(t *testing.T) {
 	do(good.IOQueues()[0], &req)
 	require.NoError(t, req.Err, "the daemon and other hosts are still up")
 }
+
+// connectAdmin connects an admin queue by hand (dynamic controller,
+// KATO 0) and enables the controller; it returns the controller ID.
+func (r *rawConn) connectAdmin(subNQN, hostNQN string) uint16 {
+	r.t.Helper()
+	r.icReq()
+	cmd := nvme.Command(make([]byte, nvme.CommandSize))
+	cmd.SetConnect(0, 32, 0, 0)
+	cmd.SetFlags(nvme.FlagsSGL)
+	cmd.SGL().Set(nvme.SGLDataBlockOffset, 0, nvme.ConnectDataSize)
+	data := nvme.ConnectData(make([]byte, nvme.ConnectDataSize))
+	data.Set(fixedHostID, 0xffff, subNQN, hostNQN)
+	r.send(r.capsule(cmd, data))
+	h, _ := r.readPDU()
+	require.Equal(r.t, pdu.TypeCapsuleResp, h.Type())
+	cqe := pdu.CapsuleResp(h).CQE()
+	require.True(r.t, cqe.Status().OK(), "connect: %v", cqe.Status())
+	set := rawCommand(nvme.OpcodeFabrics, 1, 0, 0)
+	set.SetProperty(true, false, 0x14, 1|6<<16|4<<20) // CC: EN, 64-byte SQEs, 16-byte CQEs
+	st, _ := r.exec(set, nil)
+	require.True(r.t, st.OK(), "enable: %v", st)
+	return uint16(cqe.DW0())
+}
+
+// exec sends a command (with in-capsule data, if any) and reads what comes
+// back for it: the data of its C2HData PDUs, which must lie within the
+// command's SGL, and its status.
+func (r *rawConn) exec(cmd nvme.Command, data []byte) (nvme.Status, []byte) {
+	r.t.Helper()
+	r.send(r.capsule(cmd, data))
+	sglLen := uint64(cmd.SGL().Length())
+	var got []byte
+	for {
+		h, d := r.readPDU()
+		switch h.Type() {
+		case pdu.TypeC2HData:
+			cd := pdu.Data(h)
+			require.Equal(r.t, cmd.CID(), cd.CCCID())
+			require.LessOrEqual(r.t, uint64(cd.Offset())+uint64(len(d)), sglLen,
+				"C2HData beyond the %d bytes the SGL describes", sglLen)
+			got = append(got, d...)
+			if h.Flags()&pdu.FlagSuccess != 0 {
+				return nvme.Success, got
+			}
+		case pdu.TypeCapsuleResp:
+			cqe := pdu.CapsuleResp(h).CQE()
+			require.Equal(r.t, cmd.CID(), cqe.CID())
+			return cqe.Status(), got
+		default:
+			r.t.Fatalf("unexpected %v", h.Type())
+		}
+	}
+}
+
+// Defect 2: Get Log Page sent NUMD's worth of data whatever its SGL said,
+// and Identify of an inactive namespace 4 KiB; a host that trusts the
+// target overruns its buffer. Data goes out only when the SGL describes
+// exactly the transfer the command asks for.
+func TestAdminDataNeverBeyondSGL(t *testing.T) {
+	f := newFixture(t, nil)
+	r := dialRaw(t, f)
+	r.connectAdmin(testNQN, fixedHostNQN)
+	cid := uint16(10)
+	next := func(op uint8, nsid, sglLen uint32) nvme.Command {
+		cid++
+		return rawCommand(op, cid, nsid, sglLen)
+	}
+	logPage := func(bytes, sglLen uint32) nvme.Command {
+		cmd := next(nvme.AdminGetLogPage, 0, sglLen)
+		cmd.SetGetLogPage(nvme.LogCommandsEffects, bytes, 0)
+		cmd.SGL().Set(nvme.SGLTransportDataBlock, 0, sglLen)
+		return cmd
+	}
+	identify := func(cns uint8, nsid, sglLen uint32) nvme.Command {
+		cmd := next(nvme.AdminIdentify, nsid, sglLen)
+		cmd.SetCDW(10, uint32(cns))
+		return cmd
+	}
+	for name, tc := range map[string]struct {
+		cmd  nvme.Command
+		want nvme.Status
+		n    int
+	}{
+		"log page 64 KiB into 4 bytes":    {logPage(64<<10, 4), nvme.DataSGLLengthInvalid, 0},
+		"log page 4 KiB into 64 KiB":      {logPage(4096, 64<<10), nvme.DataSGLLengthInvalid, 0},
+		"log page 4 KiB":                  {logPage(4096, 4096), nvme.Success, 4096},
+		"log page beyond MDTS":            {logPage(256<<10, 256<<10), nvme.InvalidField, 0},
+		"identify inactive NSID, 4 bytes": {identify(nvme.CNSNamespace, 9, 4), nvme.DataSGLLengthInvalid, 0},
+		"identify inactive NSID":          {identify(nvme.CNSNamespace, 9, 4096), nvme.Success, 4096},
+		"identify controller, 8 KiB SGL":  {identify(nvme.CNSController, 0, 8192), nvme.DataSGLLengthInvalid, 0},
+		"identify controller, no SGL":     {identify(nvme.CNSController, 0, 0), nvme.DataSGLLengthInvalid, 0},
+		"identify controller":             {identify(nvme.CNSController, 0, 4096), nvme.Success, 4096},
+		"keep alive with an SGL":          {next(nvme.AdminKeepAlive, 0, 512), nvme.DataSGLLengthInvalid, 0},
+		"unknown opcode with an SGL":      {next(0xc5, 0, 512), nvme.InvalidOpcode, 0},
+		"identify to in-capsule SGL": {func() nvme.Command {
+			c := identify(nvme.CNSController, 0, 4096)
+			c.SGL().Set(nvme.SGLDataBlockOffset, 0, 4096)
+			return c
+		}(), nvme.SGLDescriptorTypeInvalid, 0},
+		"identify with PRPs": {func() nvme.Command {
+			c := identify(nvme.CNSController, 0, 4096)
+			c.SetFlags(0)
+			return c
+		}(), nvme.InvalidField, 0},
+		"identify with a reserved PSDT": {func() nvme.Command {
+			c := identify(nvme.CNSController, 0, 4096)
+			c.SetFlags(0xc0)
+			return c
+		}(), nvme.InvalidField, 0},
+	} {
+		st, data := r.exec(tc.cmd, nil)
+		require.Equal(t, tc.want, st, name)
+		require.Len(t, data, tc.n, name)
+	}
+}
