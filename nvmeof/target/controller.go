@@ -231,13 +231,13 @@ func (c *Controller) propertySet(cmd nvme.Command) adminResult {
 	if !ok {
 		return fail(nvme.InvalidField)
 	}
-	switch ev {
-	case propShutdown:
+	if ev&propShutdown != 0 {
 		c.flushAll()
 		c.mu.Lock()
 		c.regs.shutdownDone()
 		c.mu.Unlock()
-	case propDisabled:
+	}
+	if ev&propDisabled != 0 {
 		// A controller reset: I/O queues are torn down; the host reconnects them.
 		c.mu.Lock()
 		qs := make([]*conn, 0, len(c.ioqs))

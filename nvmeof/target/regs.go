@@ -62,14 +62,17 @@ func newRegs(maxQueueEntries uint16, timeout500ms uint8) regs {
 	return regs{cap: capReg}
 }
 
-// propEvent tells the caller what a property write asks of the controller.
+// propEvent tells the caller what a property write asks of the
+// controller: a set of the bits below, as one write of CC may ask for
+// several things at once.
 type propEvent uint8
 
 const (
-	propNone     propEvent = iota
-	propEnabled            // CC.EN 0 -> 1 accepted: the controller is ready
-	propDisabled           // CC.EN 1 -> 0: reset; drop I/O queues
-	propShutdown           // CC.SHN set: flush, then report shutdown complete
+	propEnabled  propEvent = 1 << iota // CC.EN 0 -> 1 accepted: the controller is ready
+	propDisabled                       // CC.EN 1 -> 0: reset; drop I/O queues
+	propShutdown                       // CC.SHN set: flush, then report shutdown complete
+
+	propNone propEvent = 0
 )
 
 // get reads a property. size8 is the Property Get ATTRIB (8-byte access).
@@ -91,6 +94,12 @@ func (r *regs) get(off uint32, size8 bool) (uint64, bool) {
 
 // set writes a property and says what the controller must do about it;
 // ok is false for a property that cannot be written (Invalid Field).
+//
+// CC.EN and CC.SHN are independent: clearing EN resets the controller
+// whatever else the write carries (NVMe Base 2.0, 3.7.2), so a write that
+// clears EN and sets SHN asks for a shutdown and a reset. The caller does
+// the shutdown first, then the reset; CSTS then reads RDY 0 with SHST
+// complete, as after Linux's nvmet.
 func (r *regs) set(off uint32, size8 bool, val uint64) (ev propEvent, ok bool) {
 	if off != propCC || size8 {
 		return propNone, false
@@ -98,20 +107,24 @@ func (r *regs) set(off uint32, size8 bool, val uint64) (ev propEvent, ok bool) {
 	old, cc := r.cc, uint32(val)
 	r.cc = cc
 	switch {
-	case cc&ccSHNMask != 0 && old&ccSHNMask == 0:
-		return propShutdown, true
 	case cc&ccEN != 0 && old&ccEN == 0:
 		if !ccValid(cc) {
 			r.csts |= cstsCFS
-			return propNone, true
+		} else {
+			r.csts = cstsRDY
+			ev |= propEnabled
 		}
-		r.csts = cstsRDY
-		return propEnabled, true
 	case cc&ccEN == 0 && old&ccEN != 0:
 		r.csts = 0
-		return propDisabled, true
+		ev |= propDisabled
 	}
-	return propNone, true
+	switch {
+	case cc&ccSHNMask != 0 && old&ccSHNMask == 0:
+		ev |= propShutdown
+	case cc&ccSHNMask == 0 && old&ccSHNMask != 0:
+		r.csts &^= 3 << cstsSHSTShift // a new shutdown may be asked for
+	}
+	return ev, true
 }
 
 // shutdownDone records that a shutdown finished (CSTS.SHST = complete).

@@ -78,3 +78,52 @@ func TestReadOnlyProperties(t *testing.T) {
 	_, ok := r.set(propCC, true, ccLinux)
 	require.False(t, ok, "CC is a 4-byte property")
 }
+
+// Defect 3: a write that cleared EN and set SHN together was taken for a
+// shutdown only, so RDY stayed 1 and the I/O queues up, even after a later
+// CC = 0. EN and SHN are independent: each write is checked for both.
+func TestCCResetWhateverElseTheWriteCarries(t *testing.T) {
+	shn := uint32(1 << ccSHNShift)
+	type step struct {
+		cc       uint32
+		ev       propEvent
+		shutdown bool // the caller reports the shutdown done
+		csts     uint32
+	}
+	for name, steps := range map[string][]step{
+		"EN cleared with SHN set": {
+			{cc: ccLinux, ev: propEnabled, csts: cstsRDY},
+			{cc: ccLinux&^ccEN | shn, ev: propDisabled | propShutdown, shutdown: true, csts: cstsSHSTComplete},
+			{cc: 0, ev: propNone, csts: 0},
+			{cc: ccLinux, ev: propEnabled, csts: cstsRDY},
+		},
+		"shutdown, then reset": {
+			{cc: ccLinux, ev: propEnabled, csts: cstsRDY},
+			{cc: ccLinux | shn, ev: propShutdown, shutdown: true, csts: cstsRDY | cstsSHSTComplete},
+			{cc: shn, ev: propDisabled, csts: 0},
+			{cc: 0, ev: propNone, csts: 0},
+		},
+		"enable with SHN set": {
+			{cc: ccLinux | shn, ev: propEnabled | propShutdown, shutdown: true, csts: cstsRDY | cstsSHSTComplete},
+			{cc: ccLinux, ev: propNone, csts: cstsRDY},
+		},
+		"reset twice": {
+			{cc: ccLinux, ev: propEnabled, csts: cstsRDY},
+			{cc: 0, ev: propDisabled, csts: 0},
+			{cc: 0, ev: propNone, csts: 0},
+		},
+	} {
+		r := newRegs(128, 10)
+		for i, s := range steps {
+			ev, ok := r.set(propCC, false, uint64(s.cc))
+			require.True(t, ok)
+			require.Equal(t, s.ev, ev, "%s: step %d", name, i)
+			if s.shutdown {
+				r.shutdownDone()
+			}
+			csts, _ := r.get(propCSTS, false)
+			require.EqualValues(t, s.csts, csts, "%s: step %d", name, i)
+			require.Equal(t, s.csts&cstsRDY != 0, r.ready(), "%s: step %d", name, i)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -192,4 +193,21 @@ func TestAdminDataNeverBeyondSGL(t *testing.T) {
 		require.Equal(t, tc.want, st, name)
 		require.Len(t, data, tc.n, name)
 	}
+}
+
+// A Property Set of CC that clears EN and sets SHN in one write resets the
+// controller: RDY goes to 0 and the I/O queues are torn down.
+func TestResetWithShutdownInOneWrite(t *testing.T) {
+	f := newFixture(t, nil)
+	c := connect(t, f, host.Config{})
+	q := c.IOQueues()[0]
+	a := c.Admin()
+	require.NoError(t, a.PropertySet(ctx(t), 0x14, 6<<16|4<<20|1<<14)) // EN 0, SHN normal
+	csts, err := a.PropertyGet(ctx(t), 0x1c, false)
+	require.NoError(t, err)
+	require.Zero(t, csts&1, "CSTS.RDY after the reset")
+	require.EqualValues(t, 2, csts>>2&3, "CSTS.SHST: the shutdown completed")
+	require.Eventually(t, func() bool { return q.Err() != nil }, 5*time.Second, 10*time.Millisecond,
+		"the I/O queue is torn down by the reset")
+	require.Eventually(t, func() bool { return f.t.Connections(testNQN) == 1 }, 5*time.Second, 10*time.Millisecond)
 }
