@@ -212,8 +212,13 @@ func (c *conn) handleConnect(cmd nvme.Command, data []byte) (uint32, nvme.Status
 	if cmd.ConnectRecFmt() != 0 {
 		return 0, nvme.ConnectIncompatible
 	}
-	if cmd.SGL().ID() != nvme.SGLDataBlockOffset || len(data) != nvme.ConnectDataSize {
-		return 0, nvme.DataSGLLengthInvalid
+	// The Connect data comes in the capsule: nothing can be asked for with
+	// R2T before the queue exists.
+	if cmd.SGL().ID() == nvme.SGLTransportDataBlock {
+		return 0, nvme.SGLDescriptorTypeInvalid
+	}
+	if st := checkDataPointer(cmd, dirHostToController, nvme.ConnectDataSize, uint32(len(data))); !st.OK() {
+		return 0, st
 	}
 	cd := nvme.ConnectData(data)
 	if err := cd.Validate(); err != nil {
@@ -248,6 +253,12 @@ func (c *conn) handleConnect(cmd nvme.Command, data []byte) (uint32, nvme.Status
 	if qid == 0 {
 		if sqsize < 2 || sqsize > adminQueueEntries {
 			return connectInvalid(false, 44)
+		}
+		// Strata's controllers are dynamic: the host lets the target pick
+		// (CNTLID FFFFh; NVMe-oF 1.1, 3.3, Figure 20).
+		if cd.ControllerID() != 0xffff {
+			c.log.Warn("connect refused: a static controller ID on the dynamic model", "cntlid", cd.ControllerID())
+			return connectInvalid(true, 16)
 		}
 		ctrl, st := newController(c, sub, hostNQN, cd.HostID(), cmd.ConnectKATO())
 		if !st.OK() {

@@ -253,23 +253,14 @@ func (q *ioQueue) receiveCommand(in *receiver, h pdu.Header) error {
 	copy(cmd.sqe[:], pdu.CapsuleCmd(h).SQE())
 	q.sqhd++
 	in.cur = cmd
-	st, dir := q.prepare(cmd)
+	st, dir := q.prepare(cmd, inCapsule)
 	switch {
 	case !st.OK():
-		in.then, in.failStatus = thenFail, st
-	case inCapsule > 0:
-		if dir != dirHostToController || inCapsule != cmd.dataLen {
-			in.then, in.failStatus = thenFail, nvme.DataSGLLengthInvalid
-			break
-		}
+		in.then, in.failStatus = thenFail, st // any capsule data is discarded
+	case dir == dirHostToController && inCapsule > 0:
 		in.then, in.dst = thenExec, cmd.buf[:inCapsule]
 	case dir == dirHostToController:
 		in.cur = nil
-		if nvme.Command(cmd.sqe[:]).SGL().ID() != nvme.SGLTransportDataBlock {
-			cmd.state = stQueued
-			q.respond(cmd, nvme.SGLDescriptorTypeInvalid)
-			break
-		}
 		cmd.state = stWaitData
 		q.queueR2T(cmd)
 	default:
@@ -302,59 +293,53 @@ func (q *ioQueue) receiveData(in *receiver, d pdu.Data) error {
 	return nil
 }
 
-// prepare validates a command as its capsule arrives and works out its
-// data transfer.
-func (q *ioQueue) prepare(cmd *command) (nvme.Status, direction) {
+// prepare validates a command as its capsule arrives, with inCapsule
+// bytes of data in the capsule, and works out its data transfer.
+func (q *ioQueue) prepare(cmd *command, inCapsule uint32) (nvme.Status, direction) {
 	sqe := nvme.Command(cmd.sqe[:])
-	cmd.status = nvme.Success
+	cmd.status, cmd.dataLen = nvme.Success, 0
 	op := sqe.Opcode()
-	if op == nvme.OpcodeFabrics {
+	switch op {
+	case nvme.OpcodeFabrics:
+		if sqe.FCType() == nvme.FabricsConnect {
+			return nvme.CommandSequenceError, dirNone // the queue is connected already
+		}
+		return nvme.InvalidOpcode, dirNone
+	case nvme.IORead, nvme.IOWrite, nvme.IOCompare, nvme.IODatasetMgmt, nvme.IOFlush, nvme.IOWriteZeroes:
+	default:
 		return nvme.InvalidOpcode, dirNone
 	}
-	if sqe.Flags()&0xc0 == 0 || sqe.Flags()&0x03 != 0 {
-		return nvme.InvalidField, dirNone // PRPs or fused commands on fabrics
-	}
 	ns := q.ctrl.sub.namespace(sqe.NSID())
-	if ns == nil && op != nvme.IOFlush {
+	if ns == nil && (op != nvme.IOFlush || sqe.NSID() != 0xffffffff) {
 		return nvme.InvalidNamespace, dirNone
 	}
 	cmd.ns = ns
-	sgl := sqe.SGL().Length()
+	dir, want := dirNone, uint32(0)
 	switch op {
 	case nvme.IORead, nvme.IOWrite, nvme.IOCompare:
 		bytes := uint64(sqe.Blocks()) * uint64(ns.Device.Info().BlockSize)
 		if bytes > MaxTransferBytes || op == nvme.IOCompare && bytes > MaxTransferBytes/2 {
 			return nvme.InvalidField, dirNone
 		}
-		if uint64(sgl) != bytes {
-			return nvme.DataSGLLengthInvalid, dirNone
-		}
-		cmd.dataLen = uint32(bytes)
+		dir, want = dirHostToController, uint32(bytes)
 		if op == nvme.IORead {
-			return nvme.Success, dirControllerToHost
+			dir = dirControllerToHost
 		}
-		return nvme.Success, dirHostToController
 	case nvme.IODatasetMgmt:
 		// NR+1 16-byte ranges; hosts may send a larger buffer (Linux sends a
 		// whole page when its range allocation falls back), so only its
 		// first NR+1 entries count.
-		ranges := uint32(sqe.CDW(10)&0xff) + 1
+		ranges, sgl := uint32(sqe.CDW(10)&0xff)+1, sqe.SGL().Length()
 		if sgl < ranges*16 || sgl > MaxTransferBytes {
 			return nvme.DataSGLLengthInvalid, dirNone
 		}
-		cmd.dataLen = sgl
-		return nvme.Success, dirHostToController
-	case nvme.IOFlush, nvme.IOWriteZeroes:
-		cmd.dataLen = 0
-		if sgl != 0 {
-			return nvme.DataSGLLengthInvalid, dirNone
-		}
-		if ns == nil && sqe.NSID() != 0xffffffff {
-			return nvme.InvalidNamespace, dirNone
-		}
-		return nvme.Success, dirNone
+		dir, want = dirHostToController, sgl
 	}
-	return nvme.InvalidOpcode, dirNone
+	if st := checkDataPointer(sqe, dir, want, inCapsule); !st.OK() {
+		return st, dirNone
+	}
+	cmd.dataLen = want
+	return nvme.Success, dir
 }
 
 // execute runs a command on the reactor.

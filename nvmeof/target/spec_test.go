@@ -211,3 +211,137 @@ func TestResetWithShutdownInOneWrite(t *testing.T) {
 		"the I/O queue is torn down by the reset")
 	require.Eventually(t, func() bool { return f.t.Connections(testNQN) == 1 }, 5*time.Second, 10*time.Millisecond)
 }
+
+// Defect 4: out-of-spec I/O commands were accepted. Each gets the spec's
+// status, and the queue goes on serving the commands after it.
+func TestOutOfSpecIOCommandsRefused(t *testing.T) {
+	f := newFixture(t, nil)
+	r := dialRaw(t, f)
+	r.connectIO(f)
+	data := make([]byte, 4096)
+	cid := uint16(0)
+	io := func(op uint8, sgl uint8, mut func(nvme.Command)) nvme.Command {
+		cid++
+		cmd := rawIO(op, cid, 16, 4096, sgl)
+		if mut != nil {
+			mut(cmd)
+		}
+		return cmd
+	}
+	flags := func(f uint8) func(nvme.Command) { return func(c nvme.Command) { c.SetFlags(f) } }
+	sglAt := func(id uint8, addr uint64, n uint32) func(nvme.Command) {
+		return func(c nvme.Command) { c.SGL().Set(id, addr, n) }
+	}
+	type tc struct {
+		cmd  nvme.Command
+		data []byte // in the capsule
+		want nvme.Status
+	}
+	cases := map[string]tc{
+		"read with PRPs (PSDT 00b)":        {cmd: io(nvme.IORead, nvme.SGLTransportDataBlock, flags(0)), want: nvme.InvalidField},
+		"read with PSDT 10b":               {cmd: io(nvme.IORead, nvme.SGLTransportDataBlock, flags(0x80)), want: nvme.InvalidField},
+		"read with PSDT 11b":               {cmd: io(nvme.IORead, nvme.SGLTransportDataBlock, flags(0xc0)), want: nvme.InvalidField},
+		"fused read":                       {cmd: io(nvme.IORead, nvme.SGLTransportDataBlock, flags(nvme.FlagsSGL|1)), want: nvme.InvalidField},
+		"read, Data Block Address SGL":     {cmd: io(nvme.IORead, 0x00, nil), want: nvme.SGLDescriptorTypeInvalid},
+		"read, Segment SGL":                {cmd: io(nvme.IORead, 0x20, nil), want: nvme.SGLDescriptorTypeInvalid},
+		"read, Last Segment SGL":           {cmd: io(nvme.IORead, 0x30, nil), want: nvme.SGLDescriptorTypeInvalid},
+		"read, Keyed SGL":                  {cmd: io(nvme.IORead, 0x40, nil), want: nvme.SGLDescriptorTypeInvalid},
+		"read, Bit Bucket SGL":             {cmd: io(nvme.IORead, 0x10, nil), want: nvme.SGLDescriptorTypeInvalid},
+		"read, reserved SGL type":          {cmd: io(nvme.IORead, 0xe0, nil), want: nvme.SGLDescriptorTypeInvalid},
+		"read, transport subtype 0":        {cmd: io(nvme.IORead, 0x50, nil), want: nvme.SGLDescriptorTypeInvalid},
+		"read into an in-capsule SGL":      {cmd: io(nvme.IORead, nvme.SGLDataBlockOffset, nil), want: nvme.SGLDescriptorTypeInvalid},
+		"read, SGL shorter than NLB":       {cmd: io(nvme.IORead, nvme.SGLTransportDataBlock, sglAt(nvme.SGLTransportDataBlock, 0, 512)), want: nvme.DataSGLLengthInvalid},
+		"write, capsule data, R2T SGL":     {cmd: io(nvme.IOWrite, nvme.SGLTransportDataBlock, nil), data: data, want: nvme.SGLDescriptorTypeInvalid},
+		"write, capsule data at offset 16": {cmd: io(nvme.IOWrite, nvme.SGLDataBlockOffset, sglAt(nvme.SGLDataBlockOffset, 16, 4096)), data: append(make([]byte, 16), data...), want: nvme.SGLOffsetInvalid},
+		"write, capsule data short of SGL": {cmd: io(nvme.IOWrite, nvme.SGLDataBlockOffset, nil), data: data[:2048], want: nvme.DataSGLLengthInvalid},
+		"write, in-capsule SGL, no data":   {cmd: io(nvme.IOWrite, nvme.SGLDataBlockOffset, nil), want: nvme.DataSGLLengthInvalid},
+		"flush with data":                  {cmd: io(nvme.IOFlush, nvme.SGLTransportDataBlock, nil), want: nvme.DataSGLLengthInvalid},
+		"flush with capsule data": {cmd: io(nvme.IOFlush, nvme.SGLDataBlockOffset, sglAt(nvme.SGLDataBlockOffset, 0, 512)),
+			data: data[:512], want: nvme.DataSGLLengthInvalid},
+		"Connect on a connected I/O queue": {cmd: func() nvme.Command {
+			cid++
+			c := rawCommand(nvme.OpcodeFabrics, cid, 0, nvme.ConnectDataSize)
+			c.SetConnect(1, 32, 0, 0)
+			c.SGL().Set(nvme.SGLDataBlockOffset, 0, nvme.ConnectDataSize)
+			return c
+		}(), data: make([]byte, nvme.ConnectDataSize), want: nvme.CommandSequenceError},
+		"Property Get on an I/O queue": {cmd: func() nvme.Command {
+			cid++
+			c := rawCommand(nvme.OpcodeFabrics, cid, 0, 0)
+			c.SetProperty(false, false, 0x1c, 0)
+			return c
+		}(), want: nvme.InvalidOpcode},
+	}
+	for name, tc := range cases {
+		st, got := r.exec(tc.cmd, tc.data)
+		require.Equal(t, tc.want, st, name)
+		require.Empty(t, got, name)
+	}
+	// The queue still serves a well-formed read.
+	st, got := r.exec(rawIO(nvme.IORead, 999, 16, 4096, nvme.SGLTransportDataBlock), nil)
+	require.True(t, st.OK())
+	require.Len(t, got, 4096)
+}
+
+// Connect is checked as the spec has it: its data in the capsule under a
+// Data Block descriptor of exactly 1024 bytes at offset 0, and on the
+// dynamic controller model a controller ID of FFFFh for the admin queue.
+func TestConnectChecked(t *testing.T) {
+	f := newFixture(t, nil)
+	connectCmd := func(mut func(nvme.Command, nvme.ConnectData) []byte) (nvme.Status, uint32) {
+		r := dialRaw(t, f)
+		r.icReq()
+		cmd := rawCommand(nvme.OpcodeFabrics, 1, 0, 0)
+		cmd.SetConnect(0, 32, 0, 0)
+		cmd.SGL().Set(nvme.SGLDataBlockOffset, 0, nvme.ConnectDataSize)
+		data := nvme.ConnectData(make([]byte, nvme.ConnectDataSize))
+		data.Set(fixedHostID, 0xffff, testNQN, fixedHostNQN)
+		payload := mut(cmd, data)
+		r.send(r.capsule(cmd, payload))
+		h, _ := r.readPDU()
+		require.Equal(t, pdu.TypeCapsuleResp, h.Type())
+		cqe := pdu.CapsuleResp(h).CQE()
+		return cqe.Status(), cqe.DW0()
+	}
+	st, _ := connectCmd(func(_ nvme.Command, d nvme.ConnectData) []byte { return d })
+	require.True(t, st.OK(), "a well-formed Connect: %v", st)
+
+	st, dw0 := connectCmd(func(_ nvme.Command, d nvme.ConnectData) []byte {
+		d.Set(fixedHostID, 5, testNQN, fixedHostNQN)
+		return d
+	})
+	require.Equal(t, nvme.ConnectInvalidParam, st, "static controller ID")
+	require.EqualValues(t, 1|16<<16, dw0, "IATTR: in the data; IPO: CNTLID at byte 16")
+
+	for name, tc := range map[string]struct {
+		mut  func(nvme.Command, nvme.ConnectData) []byte
+		want nvme.Status
+	}{
+		"SGL of 2048 bytes": {func(c nvme.Command, d nvme.ConnectData) []byte {
+			c.SGL().Set(nvme.SGLDataBlockOffset, 0, 2048)
+			return append(d, make([]byte, 1024)...)
+		}, nvme.DataSGLLengthInvalid},
+		"SGL of 512 bytes": {func(c nvme.Command, d nvme.ConnectData) []byte {
+			c.SGL().Set(nvme.SGLDataBlockOffset, 0, 512)
+			return d[:512]
+		}, nvme.DataSGLLengthInvalid},
+		"SGL of 1024, 2048 in the capsule": {func(_ nvme.Command, d nvme.ConnectData) []byte {
+			return append(d, make([]byte, 1024)...)
+		}, nvme.DataSGLLengthInvalid},
+		"data through R2T": {func(c nvme.Command, _ nvme.ConnectData) []byte {
+			c.SGL().Set(nvme.SGLTransportDataBlock, 0, nvme.ConnectDataSize)
+			return nil
+		}, nvme.SGLDescriptorTypeInvalid},
+		"data at offset 64": {func(c nvme.Command, d nvme.ConnectData) []byte {
+			c.SGL().Set(nvme.SGLDataBlockOffset, 64, nvme.ConnectDataSize)
+			return append(make([]byte, 64), d...)
+		}, nvme.SGLOffsetInvalid},
+		"PRPs": {func(c nvme.Command, d nvme.ConnectData) []byte {
+			c.SetFlags(0)
+			return d
+		}, nvme.InvalidField},
+	} {
+		st, _ := connectCmd(tc.mut)
+		require.Equal(t, tc.want, st, name)
+	}
+}
