@@ -201,7 +201,7 @@ func (q *ioQueue) end(err error) {
 }
 
 func (q *ioQueue) maybeFinalize() {
-	if !q.dead || q.finalized || q.out.busy || q.out.scheduled || q.in.busy || q.outstanding != 0 {
+	if !q.dead || q.finalized || q.out.busy || q.out.staged || q.out.scheduled || q.in.busy || q.outstanding != 0 {
 		return
 	}
 	q.finalized = true

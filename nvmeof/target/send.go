@@ -12,14 +12,22 @@ import (
 // outQueue batches a queue's outgoing PDUs into io_uring SENDMSGs on the
 // socket, one in flight at a time so the byte stream stays in order.
 // Reactor-owned.
+//
+// A batch goes through three stages: commands wait in the pending list
+// (head..tail); flush moves all of them into the staged batch (segs,
+// batch); submit hands the staged batch to the ring (busy). When the ring
+// has no operation slot free, the staged batch stays staged and submit is
+// retried on the next loop iteration: nothing is built twice, and commands
+// pushed meanwhile wait in the pending list for the next batch.
 type outQueue struct {
 	q          *ioQueue
-	head, tail *command // waiting to be written
+	head, tail *command // pending: waiting to be batched
 	batch      []*command
-	segs       [][]byte     // the bytes of the write in flight still to send, a window of segBuf
+	segs       [][]byte     // the bytes of the batch still to send, a window of segBuf
 	segBuf     [][]byte     // backing array of segs, allocated once
 	iov        []unix.Iovec // segs as the kernel reads them
 	msg        unix.Msghdr  // points at iov
+	staged     bool         // segs and batch hold a batch not yet submitted
 	busy       bool         // a SENDMSG is in flight
 	scheduled  bool         // a flush is deferred to the next loop iteration
 	flushTask  flushTask
@@ -27,14 +35,18 @@ type outQueue struct {
 }
 
 // zeroPad is where the padding up to a C2HData PDU's PDO comes from: any
-// HPDA up to 31 (128-byte alignment) a host asks for. The kernel only reads
-// it.
+// HPDA up to 31 (128-byte alignment) a host may ask for. The kernel only
+// reads it.
 var zeroPad [pdu.MaxPadLen]byte
 
 type flushTask struct{ o *outQueue }
 
 func (t *flushTask) Run(*reactor.Reactor) {
 	t.o.scheduled = false
+	if t.o.staged {
+		t.o.submit()
+		return
+	}
 	t.o.flush()
 }
 
@@ -58,7 +70,7 @@ func (o *outQueue) push(cmd *command, kind uint8) {
 		o.tail.nextOut = cmd
 	}
 	o.tail = cmd
-	if !o.busy && !o.scheduled {
+	if !o.busy && !o.staged && !o.scheduled {
 		// Write after the rest of this loop iteration's completions: one
 		// SENDMSG carries them all.
 		o.scheduled = true
@@ -73,8 +85,9 @@ func appendSeg(segs [][]byte, b []byte) [][]byte {
 	return append(segs, b)
 }
 
+// flush stages every pending command as one batch and submits it.
 func (o *outQueue) flush() {
-	if o.busy || o.head == nil {
+	if o.busy || o.staged || o.head == nil {
 		o.q.maybeFinalize()
 		return
 	}
@@ -96,19 +109,22 @@ func (o *outQueue) flush() {
 		}
 	}
 	o.head, o.tail = nil, nil
-	o.segs, o.batch = segs, batch
+	o.segs, o.batch, o.staged = segs, batch, true
 	o.submit()
 }
 
+// submit hands the staged batch (or what a short write left of it) to the
+// ring; with no operation slot free it stays staged for the next loop.
 func (o *outQueue) submit() {
 	sqe := o.q.r.Prep(o)
-	if sqe == nil { // every operation slot of the reactor is busy: next loop
-		o.scheduled = true
-		o.q.r.Defer(&o.flushTask)
-		o.busy = false
+	if sqe == nil { // every operation slot of the reactor is busy
+		if !o.scheduled {
+			o.scheduled = true
+			o.q.r.Defer(&o.flushTask)
+		}
 		return
 	}
-	o.busy = true
+	o.staged, o.busy = false, true
 	o.iov = o.iov[:0]
 	for _, b := range o.segs {
 		v := unix.Iovec{Base: &b[0]}
@@ -139,6 +155,7 @@ func (o *outQueue) Complete(res int32, _ uint32) {
 	}
 	if len(o.segs) > 0 {
 		o.segs[0] = o.segs[0][n:]
+		o.busy, o.staged = false, true
 		o.submit()
 		return
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/strata-storage/strata/nvmeof/host"
 	"github.com/strata-storage/strata/nvmeof/nvme"
 	"github.com/strata-storage/strata/nvmeof/pdu"
+	"github.com/strata-storage/strata/reactor"
 )
 
 // rawCommand returns a command with PSDT 01b (SGLs), as every fabrics
@@ -210,6 +211,46 @@ func TestResetWithShutdownInOneWrite(t *testing.T) {
 	require.Eventually(t, func() bool { return q.Err() != nil }, 5*time.Second, 10*time.Millisecond,
 		"the I/O queue is torn down by the reset")
 	require.Eventually(t, func() bool { return f.t.Connections(testNQN) == 1 }, 5*time.Second, 10*time.Millisecond)
+}
+
+// Defect 5: when the reactor had no operation slot for a SENDMSG, the send
+// path had already taken its batch off the queue and lost it: the
+// commands were never answered, their slots leaked and shutdown hung. On
+// a ring of 3 slots, two queues per reactor keep one RECV each in flight
+// and share the last slot for their sends, so sends find the ring full
+// all the time; every command must still be answered.
+func TestResponsesKeptWhenTheRingIsFull(t *testing.T) {
+	f := newFixtureOn(t, reactor.Config{RingEntries: 3}, nil)
+	c := connect(t, f, host.Config{IOQueues: 4, QueueDepth: 32})
+	const perQueue = 256
+	done := make(chan *host.Request, 4*perQueue)
+	for _, q := range c.IOQueues() {
+		go func() {
+			for i := range perQueue {
+				req := &host.Request{}
+				if i%2 == 0 {
+					req.SetRead(1, uint64(i%64)*8, 8, make([]byte, 4096))
+				} else {
+					req.SetWrite(1, uint64(i%64)*8, 8, false, make([]byte, 4096))
+				}
+				req.Callback = func(r *host.Request) { done <- r }
+				q.Submit(req)
+			}
+		}()
+	}
+	timeout := time.After(20 * time.Second)
+	for range 4 * perQueue {
+		select {
+		case r := <-done:
+			require.NoError(t, r.Err)
+			require.True(t, r.Status.OK(), "%v", r.Status)
+		case <-timeout:
+			t.Fatal("commands left unanswered")
+		}
+	}
+	require.NoError(t, c.Close())
+	require.Eventually(t, func() bool { return f.t.Connections(testNQN) == 0 }, 5*time.Second, 10*time.Millisecond,
+		"every queue shut down")
 }
 
 // Defect 4: out-of-spec I/O commands were accepted. Each gets the spec's
