@@ -26,8 +26,9 @@ const slotsPerEntry = 2
 
 // Where a command's data stands.
 const (
-	stIdle uint8 = iota
-	stWaitData
+	stIdle      uint8 = iota
+	stR2TQueued       // its R2T is not yet handed to the socket
+	stWaitData        // its R2T went out: H2CData is due
 	stQueued
 )
 
@@ -192,8 +193,7 @@ func (q *ioQueue) end(err error) {
 		q.freeSlot(cmd)
 	}
 	for i := range q.cmds {
-		if q.cmds[i].state == stWaitData {
-			q.cmds[i].state = stIdle
+		if st := q.cmds[i].state; st == stWaitData || st == stR2TQueued {
 			q.freeSlot(&q.cmds[i])
 		}
 	}
@@ -261,7 +261,7 @@ func (q *ioQueue) receiveCommand(in *receiver, h pdu.Header) error {
 		in.then, in.dst = thenExec, cmd.buf[:inCapsule]
 	case dir == dirHostToController:
 		in.cur = nil
-		cmd.state = stWaitData
+		cmd.state = stR2TQueued
 		q.queueR2T(cmd)
 	default:
 		in.then = thenExec
@@ -278,10 +278,14 @@ var transientTransportError = nvme.MakeStatus(nvme.SCTGeneric, 0x22)
 // transfer tag names, at the offset the PDU gives (TP 8000, 3.6.2.7).
 func (q *ioQueue) receiveData(in *receiver, d pdu.Data) error {
 	ttag := d.TTAG()
-	if int(ttag) >= len(q.cmds) || q.cmds[ttag].state != stWaitData {
+	if int(ttag) >= len(q.cmds) || q.cmds[ttag].state != stWaitData && q.cmds[ttag].state != stR2TQueued {
 		return &pdu.FatalError{Status: pdu.FatalInvalidHeader, FEI: 10, Reason: fmt.Sprintf("H2CData for unknown transfer tag %d", ttag), Header: d}
 	}
 	cmd := &q.cmds[ttag]
+	if cmd.state == stR2TQueued {
+		// The host cannot have seen the R2T: it guessed the tag.
+		return &pdu.FatalError{Status: pdu.FatalSequence, Reason: fmt.Sprintf("H2CData for transfer tag %d before its R2T", ttag), Header: d}
+	}
 	if d.CCCID() != nvme.Command(cmd.sqe[:]).CID() {
 		return &pdu.FatalError{Status: pdu.FatalInvalidHeader, FEI: 8, Reason: "H2CData CCCID does not match the transfer tag", Header: d}
 	}

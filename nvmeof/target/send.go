@@ -23,6 +23,7 @@ type outQueue struct {
 	q          *ioQueue
 	head, tail *command // pending: waiting to be batched
 	batch      []*command
+	r2ts       []*command   // R2Ts in the staged batch, not yet submitted
 	segs       [][]byte     // the bytes of the batch still to send, a window of segBuf
 	segBuf     [][]byte     // backing array of segs, allocated once
 	iov        []unix.Iovec // segs as the kernel reads them
@@ -59,6 +60,7 @@ func (o *outQueue) init(q *ioQueue, slots int) {
 	o.iov = make([]unix.Iovec, 0, iovPerCommand*(slots+1))
 	o.segBuf = make([][]byte, 0, iovPerCommand*(slots+1))
 	o.batch = make([]*command, 0, slots+1)
+	o.r2ts = make([]*command, 0, slots)
 	o.flushTask.o = o
 }
 
@@ -104,7 +106,9 @@ func (o *outQueue) flush() {
 		if cmd.outKind == outResponse {
 			segs = appendSeg(segs, cmd.resp[:cmd.respLen])
 		}
-		if cmd.outKind != outR2T { // an R2T needs nothing done once sent
+		if cmd.outKind == outR2T {
+			o.r2ts = append(o.r2ts, cmd) // nothing to do once sent
+		} else {
 			batch = append(batch, cmd)
 		}
 	}
@@ -125,6 +129,13 @@ func (o *outQueue) submit() {
 		return
 	}
 	o.staged, o.busy = false, true
+	for _, cmd := range o.r2ts {
+		// From now on the host may have the R2T: its data is welcome.
+		if cmd.state == stR2TQueued {
+			cmd.state = stWaitData
+		}
+	}
+	o.r2ts = o.r2ts[:0]
 	o.iov = o.iov[:0]
 	for _, b := range o.segs {
 		v := unix.Iovec{Base: &b[0]}

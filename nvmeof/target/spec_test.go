@@ -324,6 +324,22 @@ func TestOutOfSpecIOCommandsRefused(t *testing.T) {
 	require.Len(t, got, 4096)
 }
 
+// H2CData whose transfer tag names a write whose R2T has not gone out yet
+// is a guess, not an answer: a PDU sequence error.
+func TestH2CDataBeforeItsR2T(t *testing.T) {
+	f := newFixture(t, nil)
+	r := dialRaw(t, f)
+	r.connectIO(f)
+	write := r.capsule(rawIO(nvme.IOWrite, 3, 0, 16384, nvme.SGLTransportDataBlock), nil)
+	// Command slots are handed out from index 0 up, and the transfer tag is
+	// the slot: the first command's tag is 0. Data for it in the same
+	// segment reaches the target before any R2T can have been sent.
+	d := make([]byte, pdu.MaxHeaderSize+16384)
+	_, pdo := pdu.EncodeData(d, pdu.TypeH2CData, pdu.FlagLastPDU, 3, 0, 0, 16384, false, false, 0)
+	r.send(append(write, d[:pdo+16384]...))
+	r.expectTerm(pdu.FatalSequence)
+}
+
 // Connect is checked as the spec has it: its data in the capsule under a
 // Data Block descriptor of exactly 1024 bytes at offset 0, and on the
 // dynamic controller model a controller ID of FFFFh for the admin queue.
