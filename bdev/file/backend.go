@@ -32,6 +32,10 @@ type op struct {
 	req     *bdev.Request
 	done    uint64 // bytes transferred so far
 	retries uint8
+	// zeroMode is the strategy this write-zeroes or unmap issues with: its
+	// own, since the device's may be demoted by another op meanwhile, and
+	// its completion must be read by the strategy it was issued with.
+	zeroMode int32
 }
 
 type retryTask struct{ b *backend }
@@ -94,6 +98,9 @@ func (b *backend) start(req *bdev.Request) bool {
 	}
 	o := b.free[n-1]
 	o.req, o.done, o.retries = req, 0, 0
+	if req.Op == bdev.OpWriteZeroes || req.Op == bdev.OpUnmap {
+		o.zeroMode = b.d.zeroMode[zeroKind(req.Op)].Load()
+	}
 	if !o.issue() {
 		o.req = nil
 		return false
@@ -160,9 +167,9 @@ func (o *op) prepZero(sqe *uring.SQE, off uint64) {
 	b, req := o.b, o.req
 	kind := zeroKind(req.Op)
 	left := req.Bytes(uint32(b.bs)) - o.done
-	switch mode := b.d.zeroMode[kind].Load(); mode {
+	switch o.zeroMode {
 	case zeroByFallocate, zeroByOtherMode:
-		sqe.PrepFallocate(b.slot, zeroModes[kind][mode], off, left)
+		sqe.PrepFallocate(b.slot, zeroModes[kind][o.zeroMode], off, left)
 		sqe.Flags |= uring.SQEFixedFile
 	default:
 		b.prepRW(sqe, true, b.d.zeroBuf.Bytes()[:min(left, zeroChunk)], off)
@@ -180,7 +187,7 @@ func (o *op) Complete(res int32, _ uint32) {
 	case bdev.OpRead, bdev.OpWrite:
 		o.transferred(uint64(res))
 	case bdev.OpWriteZeroes, bdev.OpUnmap:
-		if o.b.d.zeroMode[zeroKind(req.Op)].Load() == zeroByWriting {
+		if o.zeroMode == zeroByWriting {
 			o.transferred(uint64(res))
 			return
 		}
@@ -222,9 +229,13 @@ func (o *op) failed(errno unix.Errno) {
 		}
 	case (errno == unix.EOPNOTSUPP || errno == unix.EINVAL) && (req.Op == bdev.OpWriteZeroes || req.Op == bdev.OpUnmap):
 		// This file system lacks the fallocate mode: demote for good, retry.
-		mode := &o.b.d.zeroMode[zeroKind(req.Op)]
-		if cur := mode.Load(); cur < zeroByWriting {
-			mode.CompareAndSwap(cur, cur+1)
+		// Ops issued with the same mode fail alike; the device moves on
+		// from that mode once, not once per op (CompareAndSwap from it).
+		if o.zeroMode < zeroByWriting {
+			mode := &o.b.d.zeroMode[zeroKind(req.Op)]
+			next := max(o.zeroMode+1, mode.Load())
+			mode.CompareAndSwap(o.zeroMode, next)
+			o.zeroMode = next
 			o.reissue()
 			return
 		}

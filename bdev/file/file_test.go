@@ -160,3 +160,35 @@ func TestFromURI(t *testing.T) {
 	_, err = FromURI("p", u)
 	require.ErrorIs(t, err, bdev.ErrBadURI)
 }
+
+// Defect 6: concurrent Write Zeroes on tmpfs (no FALLOC_FL_ZERO_RANGE) all
+// fail their first fallocate; each demoted the device's shared strategy,
+// so it skipped PUNCH_HOLE for writing zeroes, and an op issued with
+// fallocate then read its completion as a zero-byte write: a write fault.
+// The strategy is the op's own, and the device is demoted once.
+func TestConcurrentZeroesDemoteOnce(t *testing.T) {
+	for round := range 5 {
+		d := openFile(t, filepath.Join(mountFS(t, "tmpfs", "size=64m"), "img"), Options{Size: 16 << 20})
+		c := bdevtest.Open(t, d, bdevtest.Reactors(t).Get(0))
+		buf := bdevtest.Buffers(t, 64<<10)
+		bdevtest.Fill(buf, uint64(round)+1)
+		blocks := uint32(len(buf) / int(d.Info().BlockSize))
+		const n = 32
+		for i := range uint64(n) {
+			require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpWrite, i*uint64(blocks), blocks, buf))
+		}
+		var pending []bdevtest.Pending
+		for i := range uint64(n) {
+			pending = append(pending, c.Start(bdev.OpWriteZeroes, i*uint64(blocks), blocks, nil))
+		}
+		for i, p := range pending {
+			require.Equal(t, bdev.StatusOK, p.Wait(t), "round %d, write zeroes %d", round, i)
+		}
+		require.Equal(t, zeroByOtherMode, d.zeroMode[0].Load(), "round %d: demoted past PUNCH_HOLE", round)
+		got := bdevtest.Buffers(t, len(buf))
+		for i := range uint64(n) {
+			require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpRead, i*uint64(blocks), blocks, got))
+			require.Equal(t, make([]byte, len(got)), []byte(got), "round %d, range %d", round, i)
+		}
+	}
+}
