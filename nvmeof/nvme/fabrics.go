@@ -1,6 +1,7 @@
 package nvme
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -68,21 +69,29 @@ const (
 // ErrBadConnectData reports a malformed Connect data structure.
 var ErrBadConnectData = errors.New("nvme: malformed connect data")
 
-// Validate checks the size and that both NQNs are NUL-terminated.
+// ConnectDataError names the malformed field of a Connect data structure;
+// it matches ErrBadConnectData.
+type ConnectDataError struct {
+	Offset int // of the field in the data: what Connect Invalid Parameters reports
+	Reason string
+}
+
+func (e *ConnectDataError) Error() string {
+	return fmt.Sprintf("%v: byte %d: %s", ErrBadConnectData, e.Offset, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrBadConnectData) true.
+func (e *ConnectDataError) Is(target error) bool { return target == ErrBadConnectData }
+
+// Validate checks the size and that both NQNs are NUL-terminated; its
+// error is a *ConnectDataError.
 func (d ConnectData) Validate() error {
 	if len(d) != ConnectDataSize {
-		return fmt.Errorf("%w: %d bytes", ErrBadConnectData, len(d))
+		return &ConnectDataError{Offset: 0, Reason: fmt.Sprintf("%d bytes, want %d", len(d), ConnectDataSize)}
 	}
 	for _, off := range []int{cdSubNQN, cdHostNQN} {
-		terminated := false
-		for _, c := range d[off : off+nqnField] {
-			if c == 0 {
-				terminated = true
-				break
-			}
-		}
-		if !terminated {
-			return fmt.Errorf("%w: NQN at byte %d is not NUL-terminated", ErrBadConnectData, off)
+		if bytes.IndexByte(d[off:off+nqnField], 0) < 0 {
+			return &ConnectDataError{Offset: off, Reason: "NQN not NUL-terminated"}
 		}
 	}
 	return nil

@@ -208,25 +208,52 @@ func connectInvalid(inData bool, off uint16) (uint32, nvme.Status) {
 	return dw0, nvme.ConnectInvalidParam
 }
 
+// Fields of Connect that a refusal names: offsets in the Connect data
+// (NVMe-oF 1.1, Figure 20) and in the command (Figure 19).
+const (
+	connDataCNTLID  = 16
+	connDataSUBNQN  = 256
+	connDataHOSTNQN = 512
+	connCmdQID      = 42
+	connCmdSQSIZE   = 44
+)
+
+// refuse logs why a Connect is refused, naming the field, at WARN: an
+// operator looking at a host that cannot connect needs to know which of
+// its settings the target did not take.
+func (c *conn) refuse(field, reason string, args ...any) {
+	c.log.Warn("connect refused: "+reason, append([]any{"field", field}, args...)...)
+}
+
 func (c *conn) handleConnect(cmd nvme.Command, data []byte) (uint32, nvme.Status) {
 	if cmd.ConnectRecFmt() != 0 {
+		c.refuse("RECFMT", "unsupported record format", "recfmt", cmd.ConnectRecFmt())
 		return 0, nvme.ConnectIncompatible
 	}
 	// The Connect data comes in the capsule: nothing can be asked for with
 	// R2T before the queue exists.
-	if cmd.SGL().ID() == nvme.SGLTransportDataBlock {
-		return 0, nvme.SGLDescriptorTypeInvalid
+	st := nvme.SGLDescriptorTypeInvalid
+	if cmd.SGL().ID() != nvme.SGLTransportDataBlock {
+		st = checkDataPointer(cmd, dirHostToController, nvme.ConnectDataSize, uint32(len(data)))
 	}
-	if st := checkDataPointer(cmd, dirHostToController, nvme.ConnectDataSize, uint32(len(data))); !st.OK() {
+	if !st.OK() {
+		c.refuse("SGL1", "Connect data not as the spec has it", "status", st, "sgl_length", cmd.SGL().Length(), "in_capsule", len(data))
 		return 0, st
 	}
 	cd := nvme.ConnectData(data)
 	if err := cd.Validate(); err != nil {
-		return connectInvalid(true, 256)
+		var de *nvme.ConnectDataError
+		errors.As(err, &de)
+		c.refuse(map[int]string{connDataSUBNQN: "SUBNQN", connDataHOSTNQN: "HOSTNQN"}[de.Offset], "malformed Connect data", "err", err)
+		return connectInvalid(true, uint16(de.Offset))
 	}
 	hostNQN, subNQN := cd.HostNQN(), cd.SubNQN()
-	if nqn.Validate(hostNQN) != nil {
-		return connectInvalid(true, 512)
+	// An empty host NQN is what SPDK's tools send unless told one: a
+	// subsystem open to any host takes it, as SPDK's target does; one that
+	// lists its hosts cannot (hostAllowed).
+	if err := nqn.Validate(hostNQN); hostNQN != "" && err != nil {
+		c.refuse("HOSTNQN", "invalid host NQN", "hostnqn", hostNQN, "err", err)
+		return connectInvalid(true, connDataHOSTNQN)
 	}
 	qid, sqsize := cmd.ConnectQID(), cmd.ConnectSQSize()
 	c.log = c.log.With("host", hostNQN, "subsystem", subNQN, "qid", qid)
@@ -234,16 +261,17 @@ func (c *conn) handleConnect(cmd nvme.Command, data []byte) (uint32, nvme.Status
 	if subNQN != nqn.Discovery {
 		s, err := c.t.subsystem(subNQN)
 		if err != nil {
-			return connectInvalid(true, 256)
+			c.refuse("SUBNQN", "no such subsystem")
+			return connectInvalid(true, connDataSUBNQN)
 		}
 		if !s.listensOn(c.l.addr) {
 			// As if the subsystem did not exist here: it is not served on
 			// this address.
-			c.log.Warn("connect refused: subsystem not served on this listener", "listener", c.l.addr)
-			return connectInvalid(true, 256)
+			c.refuse("SUBNQN", "subsystem not served on this listener", "listener", c.l.addr)
+			return connectInvalid(true, connDataSUBNQN)
 		}
 		if !s.hostAllowed(hostNQN) {
-			c.log.Warn("connect refused: host not allowed")
+			c.refuse("HOSTNQN", "host not allowed")
 			return 0, nvme.ConnectInvalidHost
 		}
 		sub = s
@@ -252,13 +280,14 @@ func (c *conn) handleConnect(cmd nvme.Command, data []byte) (uint32, nvme.Status
 	c.sqFlowOff = cmd.ConnectCAttr()&nvme.CAttrDisableSQFlow != 0
 	if qid == 0 {
 		if sqsize < 2 || sqsize > adminQueueEntries {
-			return connectInvalid(false, 44)
+			c.refuse("SQSIZE", "admin queue size out of range", "sqsize", sqsize, "max", adminQueueEntries)
+			return connectInvalid(false, connCmdSQSIZE)
 		}
 		// Strata's controllers are dynamic: the host lets the target pick
 		// (CNTLID FFFFh; NVMe-oF 1.1, 3.3, Figure 20).
 		if cd.ControllerID() != 0xffff {
-			c.log.Warn("connect refused: a static controller ID on the dynamic model", "cntlid", cd.ControllerID())
-			return connectInvalid(true, 16)
+			c.refuse("CNTLID", "a static controller ID on the dynamic model", "cntlid", cd.ControllerID())
+			return connectInvalid(true, connDataCNTLID)
 		}
 		ctrl, st := newController(c, sub, hostNQN, cd.HostID(), cmd.ConnectKATO())
 		if !st.OK() {
@@ -270,14 +299,17 @@ func (c *conn) handleConnect(cmd nvme.Command, data []byte) (uint32, nvme.Status
 		return uint32(ctrl.id), nvme.Success
 	}
 	if sub == nil {
-		return connectInvalid(false, 42) // discovery controllers have no I/O queues
+		c.refuse("QID", "discovery controllers have no I/O queues")
+		return connectInvalid(false, connCmdQID)
 	}
 	if sqsize < 2 || sqsize > MaxQueueEntries {
-		return connectInvalid(false, 44)
+		c.refuse("SQSIZE", "I/O queue size out of range", "sqsize", sqsize, "max", MaxQueueEntries)
+		return connectInvalid(false, connCmdSQSIZE)
 	}
 	ctrl := sub.controller(cd.ControllerID())
 	if ctrl == nil || ctrl.hostNQN != hostNQN || ctrl.hostID != cd.HostID() {
-		return connectInvalid(true, 16)
+		c.refuse("CNTLID", "no controller of this host with that ID", "cntlid", cd.ControllerID())
+		return connectInvalid(true, connDataCNTLID)
 	}
 	q, err := newIOQueue(c, ctrl)
 	if err != nil {
@@ -286,7 +318,8 @@ func (c *conn) handleConnect(cmd nvme.Command, data []byte) (uint32, nvme.Status
 	}
 	if st := ctrl.addIOQueue(qid, c); !st.OK() {
 		q.release()
-		return connectInvalid(false, 42)
+		c.refuse("QID", "queue ID taken, beyond the number of queues granted, or the controller not ready")
+		return connectInvalid(false, connCmdQID)
 	}
 	c.ctrl = ctrl
 	c.ioq.Store(q)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"runtime"
@@ -29,6 +30,25 @@ type fixture struct {
 	addr string
 	dev  bdev.Device
 	g    *reactor.Group
+	logs *logBuffer // what the target logged at WARN and above
+}
+
+// logBuffer collects log output from any goroutine.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func newFixture(t testing.TB, mut func(*target.SubsystemConfig)) *fixture {
@@ -46,7 +66,8 @@ func newFixtureOn(t testing.TB, rc reactor.Config, mut func(*target.SubsystemCon
 	dev, err := malloc.New("ram", 64<<20, 512)
 	require.NoError(t, err)
 	t.Cleanup(func() { dev.Close() })
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	logs := &logBuffer{}
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(os.Stderr, logs), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	tg := target.New(g, target.Config{Logger: log})
 	cfg := target.SubsystemConfig{
 		NQN: testNQN, Serial: "STRATA0001", AllowAnyHost: true,
@@ -59,7 +80,7 @@ func newFixtureOn(t testing.TB, rc reactor.Config, mut func(*target.SubsystemCon
 	addr, err := tg.Listen("127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { tg.Close() })
-	return &fixture{t: tg, addr: addr.String(), dev: dev, g: g}
+	return &fixture{t: tg, addr: addr.String(), dev: dev, g: g, logs: logs}
 }
 
 // restoreProcs puts GOMAXPROCS back once t is done: starting reactors

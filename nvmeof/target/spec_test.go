@@ -3,6 +3,7 @@ package target_test
 import (
 	"bytes"
 	"fmt"
+	"regexp"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/strata-storage/strata/nvmeof/host"
 	"github.com/strata-storage/strata/nvmeof/nvme"
 	"github.com/strata-storage/strata/nvmeof/pdu"
+	"github.com/strata-storage/strata/nvmeof/target"
 	"github.com/strata-storage/strata/reactor"
 )
 
@@ -401,4 +403,52 @@ func TestConnectChecked(t *testing.T) {
 		st, _ := connectCmd(tc.mut)
 		require.Equal(t, tc.want, st, name)
 	}
+}
+
+// Defect 7: SPDK's tools send an empty host NQN unless told one. A share
+// open to any host takes it, as SPDK's target does; a share that lists its
+// hosts refuses it; and the log says, at WARN, which field was refused.
+func TestEmptyHostNQN(t *testing.T) {
+	open := newFixture(t, nil)
+	r := dialRaw(t, open)
+	cntlid := r.connectAdmin(testNQN, "")
+	io := dialRaw(t, open)
+	io.icReq()
+	cmd := rawCommand(nvme.OpcodeFabrics, 1, 0, nvme.ConnectDataSize)
+	cmd.SetConnect(1, 32, 0, 0)
+	cmd.SGL().Set(nvme.SGLDataBlockOffset, 0, nvme.ConnectDataSize)
+	data := nvme.ConnectData(make([]byte, nvme.ConnectDataSize))
+	data.Set(fixedHostID, cntlid, testNQN, "")
+	io.send(io.capsule(cmd, data))
+	require.True(t, io.expectResponse(1).OK(), "an I/O queue of the same anonymous host")
+	st, got := io.exec(rawIO(nvme.IORead, 2, 0, 4096, nvme.SGLTransportDataBlock), nil)
+	require.True(t, st.OK())
+	require.Len(t, got, 4096)
+
+	restricted := newFixture(t, func(c *target.SubsystemConfig) {
+		c.AllowAnyHost, c.Hosts = false, []string{fixedHostNQN}
+	})
+	r = dialRaw(t, restricted)
+	r.icReq()
+	cmd = rawCommand(nvme.OpcodeFabrics, 1, 0, nvme.ConnectDataSize)
+	cmd.SetConnect(0, 32, 0, 0)
+	cmd.SGL().Set(nvme.SGLDataBlockOffset, 0, nvme.ConnectDataSize)
+	data.Set(fixedHostID, 0xffff, testNQN, "")
+	r.send(r.capsule(cmd, data))
+	require.Equal(t, nvme.ConnectInvalidHost, r.expectResponse(1))
+	require.Eventually(t, func() bool {
+		return regexp.MustCompile(`level=WARN msg="connect refused: host not allowed".* field=HOSTNQN`).MatchString(restricted.logs.String())
+	}, 5*time.Second, 10*time.Millisecond, "logs: %s", restricted.logs)
+
+	// A malformed host NQN names its field too.
+	r = dialRaw(t, open)
+	r.icReq()
+	cmd.SetCID(2)
+	data.Set(fixedHostID, 0xffff, testNQN, "not an NQN")
+	r.send(r.capsule(cmd, data))
+	st = r.expectResponse(2)
+	require.Equal(t, nvme.ConnectInvalidParam, st)
+	require.Eventually(t, func() bool {
+		return regexp.MustCompile(`level=WARN msg="connect refused: invalid host NQN".* field=HOSTNQN`).MatchString(open.logs.String())
+	}, 5*time.Second, 10*time.Millisecond)
 }
