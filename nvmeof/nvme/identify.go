@@ -188,6 +188,10 @@ type NamespaceInfo struct {
 	// and that Write Zeroes deallocates (NSFEAT bit 3).
 	DeallocatedZeroes bool
 	OptimalIOBlocks   uint16 // NOWS/NPWG hint, 0's based; 0: none
+	// Shared says the namespace may be attached to several controllers at
+	// once (NMIC bit 0): hosts then accept it through a second controller
+	// (multipath, reservations), which Linux refuses for a private one.
+	Shared bool
 }
 
 const (
@@ -197,6 +201,7 @@ const (
 	idnsNSFEAT = 24
 	idnsNLBAF  = 25
 	idnsFLBAS  = 26
+	idnsNMIC   = 30
 	idnsDLFEAT = 33
 	idnsNGUID  = 104
 	idnsEUI64  = 120
@@ -212,6 +217,9 @@ func EncodeIdentifyNamespace(b []byte, ni *NamespaceInfo) {
 	le.PutUint64(b[idnsNUSE:], ni.Blocks)
 	b[idnsNLBAF] = 0 // one format, 0's based
 	b[idnsFLBAS] = 0
+	if ni.Shared {
+		b[idnsNMIC] = 1
+	}
 	if ni.DeallocatedZeroes {
 		b[idnsDLFEAT] = 1 | 1<<3 // deallocated reads zeroes; Write Zeroes may deallocate
 	}
@@ -232,6 +240,10 @@ func (b IdentifyNamespace) BlockSize() uint32 {
 	f := int(b[idnsFLBAS] & 0xf)
 	return 1 << (binary.LittleEndian.Uint32(b[idnsLBAF0+4*f:]) >> 16 & 0xff)
 }
+
+// Shared reports NMIC bit 0: the namespace may be attached to several
+// controllers.
+func (b IdentifyNamespace) Shared() bool { return b[idnsNMIC]&1 != 0 }
 
 // WriteZeroesDeallocates reports DLFEAT bit 3: Write Zeroes with DEAC set
 // may deallocate the blocks (they still read back as zeroes).

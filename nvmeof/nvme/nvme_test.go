@@ -104,6 +104,11 @@ func TestIdentifyNamespaceOffsets(t *testing.T) {
 	b := make([]byte, IdentifySize)
 	ni := &NamespaceInfo{Blocks: 1 << 20, BlockSizeLog2: 12, NGUID: [16]byte{1, 2}, EUI64: [8]byte{3}, DeallocatedZeroes: true}
 	EncodeIdentifyNamespace(b, ni)
+	require.Zero(t, b[30], "NMIC of a private namespace")
+	ni.Shared = true
+	EncodeIdentifyNamespace(b, ni)
+	require.EqualValues(t, 1, b[30], "NMIC bit 0: shared")
+	require.True(t, IdentifyNamespace(b).Shared())
 	require.EqualValues(t, 1<<20, binary.LittleEndian.Uint64(b[0:]))
 	require.EqualValues(t, 1<<20, binary.LittleEndian.Uint64(b[8:]))
 	require.EqualValues(t, 9, b[33], "DLFEAT: deallocated reads zeroes")

@@ -359,7 +359,9 @@ func namespaceInfo(ns *nsState) *nvme.NamespaceInfo {
 	for bs := in.BlockSize; bs > 1; bs >>= 1 {
 		log2++
 	}
-	return &nvme.NamespaceInfo{Blocks: in.Blocks, BlockSizeLog2: log2, NGUID: ns.NGUID, EUI64: ns.EUI64, DeallocatedZeroes: true}
+	// Shared: every controller of the subsystem reaches every namespace
+	// (CMIC bit 1 says there may be several), as SPDK reports it.
+	return &nvme.NamespaceInfo{Blocks: in.Blocks, BlockSizeLog2: log2, NGUID: ns.NGUID, EUI64: ns.EUI64, DeallocatedZeroes: true, Shared: true}
 }
 
 func (c *Controller) controllerInfo() *nvme.ControllerInfo {

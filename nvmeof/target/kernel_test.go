@@ -22,9 +22,10 @@ import (
 //go:embed testdata/kernel-initiator.sh
 var kernelInitiatorScript string
 
-// startFileTarget serves img as namespace 1 of testNQN on 127.0.0.1:port
-// with fixed identifiers, as a daemon restarted on the same state would.
-func startFileTarget(t *testing.T, img string, port int) func() {
+// startFileTarget serves img as namespace 1 of testNQN on 127.0.0.1 at
+// each of ports, with fixed identifiers, as a daemon restarted on the same
+// state would.
+func startFileTarget(t *testing.T, img string, ports ...int) func() {
 	g, err := reactor.StartGroup(nil, reactor.Config{})
 	require.NoError(t, err)
 	dev, err := file.Open("vol0", file.Options{Path: img, Size: 96 << 20})
@@ -34,8 +35,10 @@ func startFileTarget(t *testing.T, img string, port int) func() {
 		NQN: testNQN, Serial: "STRATAKRN1", AllowAnyHost: true,
 		Namespaces: []target.Namespace{{ID: 1, Device: dev, UUID: [16]byte{0xaa, 1}, NGUID: [16]byte{0xbb, 2}, EUI64: [8]byte{0xcc, 3}}},
 	}))
-	_, err = tg.Listen(fmt.Sprintf("127.0.0.1:%d", port))
-	require.NoError(t, err)
+	for _, port := range ports {
+		_, err = tg.Listen(fmt.Sprintf("127.0.0.1:%d", port))
+		require.NoError(t, err)
+	}
 	return func() {
 		tg.Close()
 		require.NoError(t, dev.Close())
@@ -57,10 +60,10 @@ func freePort(t *testing.T) int {
 func TestKernelInitiator(t *testing.T) {
 	share := t.TempDir()
 	img := filepath.Join(t.TempDir(), "vol0.img")
-	port := freePort(t)
+	port, port2 := freePort(t), freePort(t)
 	for _, phase := range []string{"first", "second"} {
-		stop := startFileTarget(t, img, port)
-		script := fmt.Sprintf("export PORT=%d NQN=%s PHASE=%s\n%s", port, testNQN, phase, kernelInitiatorScript)
+		stop := startFileTarget(t, img, port, port2)
+		script := fmt.Sprintf("export PORT=%d PORT2=%d NQN=%s PHASE=%s\n%s", port, port2, testNQN, phase, kernelInitiatorScript)
 		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 		res, err := qemu.Run(ctx, qemu.Config{Script: script, ShareDir: share, Console: qemu.LineLogger(t.Logf), Timeout: 4 * time.Minute})
 		cancel()

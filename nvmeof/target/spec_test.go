@@ -452,3 +452,18 @@ func TestEmptyHostNQN(t *testing.T) {
 		return regexp.MustCompile(`level=WARN msg="connect refused: invalid host NQN".* field=HOSTNQN`).MatchString(open.logs.String())
 	}, 5*time.Second, 10*time.Millisecond)
 }
+
+// Defect 8: namespaces reported NMIC 0 (private) while the controller set
+// CMIC bit 1, so Linux refused a second controller to the same namespace
+// ("duplicate IDs in subsystem"): two hosts or two paths could not share a
+// volume. Two controllers see the same namespace, reported shared.
+func TestNamespaceReportedShared(t *testing.T) {
+	f := newFixture(t, nil)
+	for range 2 {
+		c := connect(t, f, host.Config{})
+		ns, err := c.Namespace(ctx(t), 1)
+		require.NoError(t, err)
+		require.True(t, ns.Shared(), "NMIC bit 0")
+		require.Equal(t, [16]byte{2}, ns.NGUID())
+	}
+}

@@ -1,11 +1,11 @@
 # The namespace must hold at least 64 MiB.
 # Runs inside the QEMU guest (busybox sh) against a Strata target on the
-# host, reached as 10.0.2.2. Env from the test: PORT, NQN, PHASE (first or
-# second: the second run checks what the first wrote, after a target
-# restart). Every step echoes a marker the Go test can look for; any failure
-# exits non-zero.
+# host, reached as 10.0.2.2. Env from the test: PORT and PORT2 (two
+# listeners of the same target), NQN, PHASE (first or second: the second
+# run checks what the first wrote, after a target restart). Every step
+# echoes a marker the Go test can look for; any failure exits non-zero.
 set -e
-: "${PORT:?}" "${NQN:?}" "${PHASE:?}"
+: "${PORT:?}" "${PORT2:?}" "${NQN:?}" "${PHASE:?}"
 ADDR=10.0.2.2
 step() { echo "@@STEP $*"; }
 modprobe nvme-tcp
@@ -42,7 +42,28 @@ head -40 /tmp/idctrl
 grep -q "^subnqn *: *$NQN" /tmp/idctrl
 grep -qi "^mn *: *Strata" /tmp/idctrl
 step id-ns
-nvme id-ns $dev | head -20
+nvme id-ns $dev > /tmp/idns
+head -20 /tmp/idns
+grep -q "^nmic *: *0x1" /tmp/idns
+
+step second-controller
+# A second controller to the same namespace through the second listener,
+# as multipath reaches it: Linux attaches the namespace to it only if the
+# namespace says it may be shared (NMIC bit 0).
+nvme connect -t tcp -a $ADDR -s $PORT2 -n $NQN
+subsys=""
+for s in /sys/class/nvme-subsystem/*; do
+	[ "$(cat $s/subsysnqn)" = "$NQN" ] && subsys=$s
+done
+second=""
+for i in $(seq 50); do
+	second=$(ls $subsys | grep -E '^nvme[0-9]+$' | grep -vx "${ctrl##*/}" || true)
+	[ -n "$second" ] && ls /sys/class/nvme/$second | grep -qE '^nvme[0-9]+(c[0-9]+)?n1$' && break
+	sleep 0.1
+done
+echo "second controller $second: $(ls /sys/class/nvme/$second | grep -E '^nvme[0-9]+(c[0-9]+)?n1$' || echo 'no namespace')"
+ls /sys/class/nvme/$second | grep -qE '^nvme[0-9]+(c[0-9]+)?n1$'
+nvme disconnect -d $second
 
 if [ "$PHASE" = first ]; then
 	step pattern-write
