@@ -48,6 +48,10 @@ var (
 	LBAOutOfRange            = MakeStatus(SCTGeneric, 0x80).DNR()
 	CapacityExceeded         = MakeStatus(SCTGeneric, 0x81).DNR()
 	NamespaceNotReady        = MakeStatus(SCTGeneric, 0x82)
+	// TransientTransportError fails a command whose data arrived damaged
+	// (a data digest mismatch on NVMe/TCP: TP 8000, 3.6.2.x); retrying may
+	// succeed.
+	TransientTransportError = MakeStatus(SCTGeneric, 0x22)
 )
 
 // Command specific statuses (Figure 103, and NVMe-oF 1.1 Figure 21 for Connect).
@@ -104,7 +108,7 @@ var statusNames = map[Status]string{
 	ConnectBusy: "connect: controller busy", ConnectInvalidParam: "connect: invalid parameters",
 	ConnectRestartDisc: "connect: restart discovery", ConnectInvalidHost: "connect: invalid host",
 	WriteFault: "write fault", UnrecoveredRead: "unrecovered read error", CompareFailure: "compare failure",
-	AccessDenied: "access denied",
+	AccessDenied: "access denied", TransientTransportError: "transient transport error",
 }
 
 // Kind returns s without its Do Not Retry and More bits: what went wrong,

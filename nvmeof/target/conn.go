@@ -180,12 +180,21 @@ func (c *conn) readCapsule(buf []byte) (nvme.Command, []byte, error) {
 func (c *conn) connect() error {
 	buf := make([]byte, adminInCapsuleBytes)
 	cmd, data, err := c.readCapsule(buf)
-	if err != nil {
+	if err != nil && !errors.Is(err, pdu.ErrDataDigest) {
 		return err
 	}
 	if cmd.Opcode() != nvme.OpcodeFabrics || cmd.FCType() != nvme.FabricsConnect {
 		c.respond(cmd.CID(), nil, 0, 0, nvme.CommandSequenceError)
 		return fmt.Errorf("target: first command is %v, not Connect", cmd)
+	}
+	// The response names the queue the Connect was sent to, refused or
+	// not (its CQE's SQID).
+	c.qid = cmd.ConnectQID()
+	if err != nil {
+		// A data digest error is not fatal (TP 8000, 3.6.2.x): the Connect
+		// fails, and with it the connection.
+		c.respond(cmd.CID(), nil, 0, 0, nvme.TransientTransportError)
+		return fmt.Errorf("target: Connect: %w", err)
 	}
 	dw0, st := c.handleConnect(cmd, data)
 	if err := c.respond(cmd.CID(), nil, dw0, 0, st); err != nil {
@@ -276,7 +285,7 @@ func (c *conn) handleConnect(cmd nvme.Command, data []byte) (uint32, nvme.Status
 		}
 		sub = s
 	}
-	c.qid, c.sqsize = qid, sqsize
+	c.sqsize = sqsize
 	c.sqFlowOff = cmd.ConnectCAttr()&nvme.CAttrDisableSQFlow != 0
 	if qid == 0 {
 		if sqsize < 2 || sqsize > adminQueueEntries {
@@ -375,7 +384,9 @@ func (c *conn) adminLoop() error {
 	for {
 		cmd, data, err := c.readCapsule(buf)
 		if errors.Is(err, pdu.ErrDataDigest) {
-			c.respond(cmd.CID(), nil, 0, 0, nvme.DataTransferError)
+			if err := c.respond(cmd.CID(), nil, 0, 0, nvme.TransientTransportError); err != nil {
+				return err
+			}
 			continue
 		}
 		if err != nil {

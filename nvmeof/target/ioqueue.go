@@ -269,11 +269,6 @@ func (q *ioQueue) receiveCommand(in *receiver, h pdu.Header) error {
 	return nil
 }
 
-// transientTransportError is the status of a command whose data digest did
-// not match (TP 8000, 3.6.2.x): SCT Path Related, SC 22h... reported as a
-// retryable transport error.
-var transientTransportError = nvme.MakeStatus(nvme.SCTGeneric, 0x22)
-
 // receiveData takes an H2CData header: the data goes into the command the
 // transfer tag names, at the offset the PDU gives (TP 8000, 3.6.2.7).
 func (q *ioQueue) receiveData(in *receiver, d pdu.Data) error {

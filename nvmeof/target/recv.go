@@ -242,9 +242,9 @@ func (in *receiver) endData() bool {
 func (in *receiver) failData() {
 	switch in.then {
 	case thenExec:
-		in.then, in.failStatus = thenFail, transientTransportError
+		in.then, in.failStatus = thenFail, nvme.TransientTransportError
 	case thenData:
-		in.cur.status = transientTransportError
+		in.cur.status = nvme.TransientTransportError
 	}
 }
 

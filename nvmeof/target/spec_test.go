@@ -467,3 +467,28 @@ func TestNamespaceReportedShared(t *testing.T) {
 		require.Equal(t, [16]byte{2}, ns.NGUID())
 	}
 }
+
+// Found by FuzzConnProtocol: a Connect whose data digest did not match
+// closed the connection with no answer. A data digest error is not fatal:
+// the Connect fails with Transient Transport Error, on the SQID it named.
+func TestConnectWithBadDataDigest(t *testing.T) {
+	f := newFixture(t, nil)
+	r := dialRaw(t, f)
+	r.ddgst = true
+	r.icReq()
+	cmd := rawCommand(nvme.OpcodeFabrics, 9, 0, nvme.ConnectDataSize)
+	cmd.SetConnect(7, 32, 0, 0)
+	cmd.SGL().Set(nvme.SGLDataBlockOffset, 0, nvme.ConnectDataSize)
+	data := nvme.ConnectData(make([]byte, nvme.ConnectDataSize))
+	data.Set(fixedHostID, 0xffff, testNQN, fixedHostNQN)
+	b := r.capsule(cmd, data)
+	b[len(b)-1] ^= 1 // the data digest
+	r.send(b)
+	h, _ := r.readPDU()
+	require.Equal(t, pdu.TypeCapsuleResp, h.Type())
+	cqe := pdu.CapsuleResp(h).CQE()
+	require.Equal(t, nvme.TransientTransportError, cqe.Status())
+	require.EqualValues(t, 7, cqe.SQID())
+	_, err := r.rd.ReadHeader()
+	require.Error(t, err, "then the connection closes")
+}
