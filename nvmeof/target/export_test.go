@@ -5,3 +5,6 @@ const SlotsPerEntry = slotsPerEntry
 
 // RecvBufSize is the size of an I/O queue's receive buffer.
 const RecvBufSize = recvBufSize
+
+// AdminInCapsuleBytes is the admin queue's in-capsule data size.
+const AdminInCapsuleBytes = adminInCapsuleBytes
