@@ -22,6 +22,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -129,6 +130,12 @@ var methods = []string{http.MethodGet, http.MethodPost, http.MethodDelete}
 // ServeHTTP routes r, answering unknown paths and methods in JSON (the
 // mux's own answers are plain text).
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The mux redirects paths such as /v1//pools to their clean form with
+	// an HTML page: an API client wants to hear that the path is wrong.
+	if clean := path.Clean(r.URL.Path); clean != r.URL.Path && r.URL.Path != "" {
+		s.fail(w, r, http.StatusNotFound, CodeNotFound, fmt.Sprintf("no such API path %s (clean: %s)", r.URL.Path, clean))
+		return
+	}
 	if _, pattern := s.mux.Handler(r); pattern != "" {
 		s.mux.ServeHTTP(w, r)
 		return
