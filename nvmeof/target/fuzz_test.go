@@ -348,6 +348,13 @@ func (p *protocolSession) negotiated() bool {
 	return ok
 }
 
+// ended reports whether the target closed the connection.
+func (p *protocolSession) ended() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.eof
+}
+
 func (p *protocolSession) hostVerdict() wirecheck.Verdict {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -382,11 +389,12 @@ func (p *protocolSession) sendPDUs(b []byte) {
 var (
 	adminOps = []uint8{nvme.AdminIdentify, nvme.AdminGetLogPage, nvme.AdminSetFeatures, nvme.AdminGetFeatures,
 		nvme.AdminAsyncEvent, nvme.AdminKeepAlive, nvme.AdminAbort, nvme.OpcodeFabrics, 0x01, 0x10, 0xc1}
-	ioOps     = []uint8{nvme.IORead, nvme.IOWrite, nvme.IOFlush, nvme.IOWriteZeroes, nvme.IODatasetMgmt, nvme.IOCompare, nvme.OpcodeFabrics, 0x04, 0x0d, 0x81}
-	cnsList   = []uint8{nvme.CNSNamespace, nvme.CNSController, nvme.CNSActiveNSList, nvme.CNSNSDescriptors, 0x05, 0x06, 0x10, 0xff}
-	logIDs    = []uint8{nvme.LogErrorInfo, nvme.LogSMART, nvme.LogFirmwareSlot, nvme.LogChangedNSList, nvme.LogCommandsEffects, nvme.LogDiscovery, 0x42}
-	featIDs   = []uint8{nvme.FeatNumQueues, nvme.FeatKeepAliveTimer, nvme.FeatAsyncEventConfig, nvme.FeatVolatileCache, nvme.FeatArbitration, 0x81, 0x7e}
-	fabricFCs = []uint8{nvme.FabricsPropertyGet, nvme.FabricsPropertySet, nvme.FabricsConnect, nvme.FabricsAuthSend, nvme.FabricsDisconnect, 0x7f}
+	ioOps   = []uint8{nvme.IORead, nvme.IOWrite, nvme.IOFlush, nvme.IOWriteZeroes, nvme.IODatasetMgmt, nvme.IOCompare, nvme.OpcodeFabrics, 0x04, 0x0d, 0x81}
+	cnsList = []uint8{nvme.CNSNamespace, nvme.CNSController, nvme.CNSActiveNSList, nvme.CNSNSDescriptors, 0x05, 0x06, 0x10, 0xff}
+	logIDs  = []uint8{nvme.LogErrorInfo, nvme.LogSMART, nvme.LogFirmwareSlot, nvme.LogChangedNSList, nvme.LogCommandsEffects, nvme.LogDiscovery, 0x42}
+	featIDs = []uint8{nvme.FeatNumQueues, nvme.FeatKeepAliveTimer, nvme.FeatAsyncEventConfig, nvme.FeatVolatileCache, nvme.FeatArbitration, 0x81, 0x7e}
+	// Disconnect ends a session: the generator sends it rarely, apart.
+	fabricFCs = []uint8{nvme.FabricsPropertyGet, nvme.FabricsPropertySet, nvme.FabricsConnect, nvme.FabricsAuthSend, 0x7f}
 )
 
 func pick(c *choices, l []uint8) uint8 { return l[c.n(len(l))] }
@@ -396,7 +404,7 @@ func (p *protocolSession) command() (nvme.Command, []byte) {
 	c := p.c
 	cid := p.nextCID
 	p.nextCID++
-	if c.rarely(16) {
+	if c.rarely(64) {
 		cid = uint16(c.n(int(p.nextCID))) // reuse an ID
 	}
 	var cmd nvme.Command
@@ -425,7 +433,13 @@ func (p *protocolSession) command() (nvme.Command, []byte) {
 			case nvme.FabricsPropertyGet:
 				cmd.SetProperty(false, c.rarely(2), []uint32{0, 8, 0x14, 0x1c, 0x20, 0x40}[c.n(6)], 0)
 			case nvme.FabricsPropertySet:
-				cc := []uint64{1 | 6<<16 | 4<<20, 0, 1 | 6<<16 | 4<<20 | 1<<14, 6<<16 | 4<<20 | 1<<14, 1}[c.n(5)]
+				// Mostly CC as it is (enabled); now and then a shutdown, a
+				// reset (after which only a new enable gets work done), or
+				// bad values.
+				cc := uint64(1 | 6<<16 | 4<<20)
+				if c.rarely(4) {
+					cc = []uint64{0, cc | 1<<14, 6<<16 | 4<<20 | 1<<14, 1, cc | 2<<14}[c.n(5)]
+				}
 				cmd.SetProperty(true, c.rarely(8), 0x14, cc)
 			case nvme.FabricsConnect:
 				cmd.SGL().Set(nvme.SGLDataBlockOffset, 0, nvme.ConnectDataSize)
@@ -474,9 +488,13 @@ func (p *protocolSession) command() (nvme.Command, []byte) {
 		sgl := cmd.SGL()
 		sgl.Set([]uint8{0x00, 0x01, 0x10, 0x20, 0x40, 0x5a, 0x50, 0xf0}[c.n(8)], uint64(c.n(3))*16, sgl.Length())
 	}
-	if c.rarely(12) {
+	if c.rarely(6) {
+		// An SGL that disagrees with the transfer the command asks for: a
+		// target must never move more than the SGL describes.
 		sgl := cmd.SGL()
-		sgl.Set(sgl.ID(), sgl.Address(), c.u32()%(256<<10))
+		n := sgl.Length()
+		n = []uint32{n / 2, n - 4, n + 4, 2 * n, 4, 0, c.u32() % (256 << 10)}[c.n(7)]
+		sgl.Set(sgl.ID(), sgl.Address(), n)
 	}
 	if c.rarely(16) {
 		cmd[40+c.n(24)] = c.byte()
@@ -588,7 +606,7 @@ func runProtocol(t *testing.T, e *fuzzEnv, input []byte) {
 	case c.rarely(24):
 		qid = c.u16() % 70
 	}
-	sqsize := uint32([]int{32, 2, 128, 16}[c.n(4)])
+	sqsize := uint32([]int{32, 128, 16, 32, 128, 2}[c.n(6)])
 	if c.rarely(24) {
 		sqsize = uint32(c.u16()) + 1
 	}
@@ -607,11 +625,24 @@ func runProtocol(t *testing.T, e *fuzzEnv, input []byte) {
 		conn.SGL().Set(nvme.SGLDataBlockOffset, 0, uint32(c.n(2048)))
 	}
 	p.sendPDUs(p.mutate(capsuleBytes(conn, data, p.hdgst, p.ddgst, p.align)))
+	if p.admin && !c.rarely(16) {
+		// Enable the controller, as a host does before anything else: until
+		// then only fabrics commands do anything.
+		enable := rawCommand(nvme.OpcodeFabrics, p.nextCID, 0, 0)
+		enable.SetProperty(true, false, 0x14, 1|6<<16|4<<20)
+		p.nextCID++
+		p.sendPDUs(capsuleBytes(enable, nil, p.hdgst, false, p.align))
+	}
 
 	// Commands, and data for the target's R2Ts, until the input runs out.
-	for step := 0; step < 64 && !c.empty() && p.hostVerdict() != wirecheck.MustEnd; step++ {
+	for step := 0; step < 64 && !c.empty() && p.hostVerdict() != wirecheck.MustEnd && !p.ended(); step++ {
 		p.takeR2Ts()
 		switch {
+		case p.admin && c.rarely(256):
+			disc := rawCommand(nvme.OpcodeFabrics, p.nextCID, 0, 0)
+			disc.SetFCType(nvme.FabricsDisconnect)
+			p.nextCID++
+			p.sendPDUs(capsuleBytes(disc, nil, p.hdgst, false, p.align))
 		case len(p.pending) > 0 && c.n(3) > 0:
 			i := c.n(len(p.pending))
 			r := p.pending[i]
