@@ -47,6 +47,9 @@ func TestJobValidate(t *testing.T) {
 		mut(&j)
 		require.Error(t, j.Validate(512, 1<<20), name)
 	}
+	// A remote namespace's block size comes from its target: 0 must be an
+	// error, not a division by zero.
+	require.Error(t, ok.Validate(0, 1<<20))
 }
 
 func TestStampCheck(t *testing.T) {

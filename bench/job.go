@@ -78,6 +78,8 @@ func (j *Job) Validate(blockSize uint32, capacity uint64) error {
 	switch {
 	case j.Pattern > RandRW:
 		return errors.New("bench: bad pattern")
+	case blockSize == 0:
+		return errors.New("bench: the device reports 0-byte blocks")
 	case j.BlockSize <= 0 || j.BlockSize%int(blockSize) != 0:
 		return fmt.Errorf("bench: block size %d is not a positive multiple of the device's %d", j.BlockSize, blockSize)
 	case j.QueueDepth <= 0 || j.QueueDepth > 4096:

@@ -163,6 +163,9 @@ func runRemotePerf(addr, subNQN string, nsid uint32, queues int, digests bool, b
 	if id.Blocks() == 0 {
 		return bench.Result{}, fmt.Errorf("namespace %d is not active on %s", nsid, subNQN)
 	}
+	if !bdev.ValidBlockSize(id.BlockSize()) {
+		return bench.Result{}, fmt.Errorf("namespace %d of %s reports %d-byte blocks", nsid, subNQN, id.BlockSize())
+	}
 	ns := bench.Namespace{ID: nsid, BlockSize: id.BlockSize(), Blocks: id.Blocks()}
 	if job.Verify {
 		fill := job
