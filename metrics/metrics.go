@@ -63,6 +63,7 @@ var (
 	targetFailed        = desc("nvmeof_failed_commands_total", "Commands completed with an error status, by status.", "status", "sct", "sc")
 	targetFatalPDU      = desc("nvmeof_fatal_pdu_errors_total", "Connections closed for a malformed or out-of-spec PDU.")
 	targetKeepAliveLost = desc("nvmeof_keep_alive_expiries_total", "Controllers torn down because their host went silent past the keep-alive timeout.")
+	targetRefused       = desc("nvmeof_refused_connections_total", "Connections closed at accept because the target's connection limit was reached.")
 )
 
 // latencyBounds are the histogram bucket upper bounds in seconds.
@@ -165,7 +166,7 @@ func NewTargetCollector(t *target.Target) *TargetCollector { return &TargetColle
 
 // Describe implements prometheus.Collector.
 func (c *TargetCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{targetConnections, targetControllers, targetFailed, targetFatalPDU, targetKeepAliveLost} {
+	for _, d := range []*prometheus.Desc{targetConnections, targetControllers, targetFailed, targetFatalPDU, targetKeepAliveLost, targetRefused} {
 		ch <- d
 	}
 }
@@ -177,6 +178,7 @@ func (c *TargetCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(targetControllers, prometheus.GaugeValue, float64(st.Controllers))
 	ch <- prometheus.MustNewConstMetric(targetFatalPDU, prometheus.CounterValue, float64(st.FatalPDUErrors))
 	ch <- prometheus.MustNewConstMetric(targetKeepAliveLost, prometheus.CounterValue, float64(st.KeepAliveExpiries))
+	ch <- prometheus.MustNewConstMetric(targetRefused, prometheus.CounterValue, float64(st.RefusedConnections))
 	for status, n := range c.t.FailedCommands() {
 		ch <- prometheus.MustNewConstMetric(targetFailed, prometheus.CounterValue, float64(n),
 			status.Name(), strconv.Itoa(int(status.Type())), strconv.Itoa(int(status.Code())))

@@ -3,16 +3,20 @@ package target_test
 import (
 	"bufio"
 	"encoding/binary"
+	"io"
+	"log/slog"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/strata-storage/strata/bdev/malloc"
 	"github.com/strata-storage/strata/nvmeof/host"
 	"github.com/strata-storage/strata/nvmeof/nvme"
 	"github.com/strata-storage/strata/nvmeof/pdu"
 	"github.com/strata-storage/strata/nvmeof/target"
+	"github.com/strata-storage/strata/reactor"
 )
 
 // rawConn is a hand-driven host connection for sending malformed PDUs.
@@ -264,4 +268,40 @@ func TestCommandSlotsExhausted(t *testing.T) {
 	}
 	write(uint16(slots))
 	r.expectTerm(pdu.FatalSequence)
+}
+
+// Connections past Config.MaxConnections are closed at accept, counted,
+// and cost the open ones nothing; once some close, new ones are taken.
+func TestConnectionLimit(t *testing.T) {
+	restoreProcs(t)
+	g, err := reactor.StartGroup(nil, reactor.Config{})
+	require.NoError(t, err)
+	t.Cleanup(g.Stop)
+	dev, err := malloc.New("ram", 1<<20, 512)
+	require.NoError(t, err)
+	t.Cleanup(func() { dev.Close() })
+	tg := target.New(g, target.Config{MaxConnections: 3, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, tg.AddSubsystem(target.SubsystemConfig{
+		NQN: testNQN, Serial: "STRATA0002", AllowAnyHost: true, Namespaces: []target.Namespace{{ID: 1, Device: dev}},
+	}))
+	addr, err := tg.Listen("127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { tg.Close() })
+	f := &fixture{t: tg, addr: addr.String()}
+
+	c := connect(t, f, host.Config{}) // an admin queue and an I/O queue
+	idle := dialRaw(t, f)             // the third, in its handshake
+	require.Eventually(t, func() bool { return tg.Stats().Connections == 3 }, 5*time.Second, time.Millisecond)
+	over := dialRaw(t, f)
+	_, err = over.nc.Read(make([]byte, 1))
+	require.ErrorIs(t, err, io.EOF, "a fourth connection is closed at once")
+	require.EqualValues(t, 1, tg.Stats().RefusedConnections)
+	var req host.Request
+	req.SetRead(1, 0, 1, make([]byte, 512))
+	do(c.IOQueues()[0], &req)
+	require.True(t, req.Status.OK(), "the open ones go on")
+	idle.nc.Close()
+	require.Eventually(t, func() bool { return tg.Stats().Connections == 2 }, 5*time.Second, time.Millisecond)
+	again := dialRaw(t, f)
+	again.icReq()
 }

@@ -77,12 +77,23 @@ const (
 // Config configures a target.
 type Config struct {
 	Logger *slog.Logger
+	// MaxConnections bounds the connections open at once (admin and I/O
+	// queues, discovery, and connections still in their handshake);
+	// DefaultMaxConnections when zero. Past it a new connection is closed
+	// at once: each costs buffers and a goroutine before its host has
+	// proved anything, so their number must not be the peers' to choose.
+	MaxConnections int
 }
+
+// DefaultMaxConnections is Config.MaxConnections when zero: 63 hosts each
+// with an admin queue and an I/O queue on each of 64 CPUs.
+const DefaultMaxConnections = 4096
 
 // Target serves subsystems on listeners.
 type Target struct {
-	g   *reactor.Group
-	log *slog.Logger
+	g        *reactor.Group
+	log      *slog.Logger
+	maxConns int
 
 	mu         sync.Mutex
 	subsystems map[string]*Subsystem
@@ -101,10 +112,11 @@ type Target struct {
 
 // Stats are target-wide counters.
 type Stats struct {
-	Connections       int // open
-	Controllers       int
-	FatalPDUErrors    uint64
-	KeepAliveExpiries uint64
+	Connections        int // open
+	Controllers        int
+	FatalPDUErrors     uint64
+	KeepAliveExpiries  uint64
+	RefusedConnections uint64 // closed at accept: MaxConnections were open
 }
 
 // New returns a target whose I/O queues run on the reactors of g.
@@ -113,8 +125,12 @@ func New(g *reactor.Group, cfg Config) *Target {
 	if log == nil {
 		log = slog.Default()
 	}
+	maxConns := cfg.MaxConnections
+	if maxConns <= 0 {
+		maxConns = DefaultMaxConnections
+	}
 	return &Target{
-		g: g, log: log.With("component", "nvmeof-target"),
+		g: g, log: log.With("component", "nvmeof-target"), maxConns: maxConns,
 		subsystems: make(map[string]*Subsystem), listeners: make(map[string]*listener),
 		conns: make(map[*conn]struct{}),
 	}
@@ -383,13 +399,23 @@ func (t *Target) accept(l *listener) {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		c := newConn(t, nc.(*net.TCPConn), l)
 		t.mu.Lock()
 		if t.closed {
 			t.mu.Unlock()
 			nc.Close()
 			continue
 		}
+		if len(t.conns) >= t.maxConns {
+			t.stats.RefusedConnections++
+			n := t.stats.RefusedConnections
+			t.mu.Unlock()
+			if n&(n-1) == 0 { // 1st, 2nd, 4th...: a flood does not flood the log
+				t.log.Warn("connection refused: too many open", "peer", nc.RemoteAddr().String(), "max", t.maxConns, "refused", n)
+			}
+			nc.Close()
+			continue
+		}
+		c := newConn(t, nc.(*net.TCPConn), l)
 		t.conns[c] = struct{}{}
 		t.mu.Unlock()
 		t.wg.Add(1)
