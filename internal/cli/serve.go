@@ -39,6 +39,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	dev := fs.Bool("dev", false, "development mode: in an empty state, create a 1 GiB file pool, a 512 MiB volume and its share on --dev-listen")
 	devListen := fs.String("dev-listen", daemon.DevListen, "where --dev shares its volume over NVMe/TCP")
 	discoveryPort := fs.Int("discovery-port", target.DiscoveryPort, "NVMe/TCP discovery port opened on each share listener's address (0: none)")
+	maxConns := fs.Int("max-connections", target.DefaultMaxConnections, "NVMe/TCP connections open at once, past which new ones are closed at accept")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: strata serve [flags]\n  run the storage daemon until SIGTERM or SIGINT\n\nflags:\n")
 		fs.PrintDefaults()
@@ -66,6 +67,10 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	case discovery == 0:
 		discovery = -1 // daemon.Config: negative is none
 	}
+	if *maxConns < 1 {
+		fmt.Fprintf(stderr, "strata serve: --max-connections %d: want at least 1\n", *maxConns)
+		return ExitUsage
+	}
 	log, err := newLogger(stderr, *logFormat, *logLevel)
 	if err != nil {
 		fmt.Fprintf(stderr, "strata serve: %v\n", err)
@@ -80,7 +85,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}()
 	err = daemon.Run(ctx, daemon.Config{
 		Cores: coreList, Spin: spinOrNever(*spin), SpinIO: spinOrNever(*spinIO), DataDir: *dataDir, APISocket: *socket, APIListen: *apiListen, APITokenFile: *tokenFile,
-		MetricsListen: *metricsListen, Dev: *dev, DevListen: *devListen, DiscoveryPort: discovery,
+		MetricsListen: *metricsListen, Dev: *dev, DevListen: *devListen, DiscoveryPort: discovery, MaxConnections: *maxConns,
 		Version: buildinfo.Version, Logger: log, Out: stdout,
 	})
 	if err != nil {

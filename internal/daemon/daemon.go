@@ -76,6 +76,9 @@ type Config struct {
 	MetricsListen string
 	// Dev creates a development setup in an empty state (see dev.go).
 	Dev bool
+	// MaxConnections bounds the NVMe/TCP connections open at once:
+	// target.DefaultMaxConnections when zero.
+	MaxConnections int
 	// DiscoveryPort is the port of the discovery listeners opened beside
 	// each share's listeners: target.DiscoveryPort (8009) when zero, none
 	// when negative.
@@ -234,7 +237,7 @@ func (d *daemon) start() error {
 		cores = append(cores, r.Core())
 	}
 	d.log.Info("reactors started", "count", d.g.Len(), "cores", cores)
-	d.t = target.New(d.g, target.Config{Logger: d.log})
+	d.t = target.New(d.g, target.Config{Logger: d.log, MaxConnections: d.cfg.MaxConnections})
 	d.x = newTargetExporter(d.t, uint16(d.cfg.DiscoveryPort), d.log)
 	d.e, err = engine.Open(engine.Config{
 		DataDir: d.cfg.DataDir, Reactors: d.g, Exporter: d.x, Logger: d.log,
