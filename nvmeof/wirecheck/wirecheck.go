@@ -303,14 +303,18 @@ func (c *Checker) endReason() string {
 	return ""
 }
 
-// Owed counts what the target still owes the host: responses to commands
-// sent while the host kept the rules, and R2Ts for data not yet asked for.
-// AERs are not owed: the target answers them when an event comes.
+// Owed counts what the target still owes the host: the ICResp to a whole
+// ICReq, responses to commands sent while the host kept the rules, and
+// R2Ts for data not yet asked for. AERs are not owed: the target answers
+// them when an event comes.
 func (c *Checker) Owed() int {
 	if c.endReason() != "" || c.closed || c.termSeen {
 		return 0
 	}
 	n := 0
+	if c.icReqSeen && !c.icResp {
+		n++
+	}
 	for _, cmd := range c.order {
 		switch {
 		case cmd.held || cmd.afterFail:

@@ -199,6 +199,17 @@ func TestViolationsFound(t *testing.T) {
 			v.send(sqe(nvme.IOFlush, 1, nvme.SGLTransportDataBlock, 0), nil)
 			return v.c.Finish(true)
 		}, rule: "unanswered"},
+		"leaves an ICReq unanswered": {run: func(*conv) error {
+			c := New(lim)
+			ic := make([]byte, pdu.ICSize)
+			pdu.EncodeICReq(ic, 0, 0, 0)
+			c.Sent(ic[:100])
+			if err := c.Finish(true); err != nil {
+				return err // a cut ICReq is owed nothing
+			}
+			c.Sent(ic[100:])
+			return c.Finish(true)
+		}, rule: "unanswered"},
 		"stays open after a fatal error": {run: func(v *conv) error {
 			v.connectIO()
 			bad := make([]byte, pdu.MaxHeaderSize)
