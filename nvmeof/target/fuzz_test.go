@@ -581,7 +581,10 @@ func runProtocol(t *testing.T, e *fuzzEnv, input []byte) {
 		maxR2T = uint32(c.n(4))
 	}
 	p.sendPDUs(p.mutate(icReq(hpda, digests, maxR2T)))
-	if !s.wait(2*time.Second, func() bool { _, _, _, ok := s.chk.Negotiated(); return ok }) || !p.negotiated() {
+	// Until the ICResp, or until the target owes none (an ICReq cut short
+	// or refused).
+	s.wait(2*time.Second, func() bool { _, _, _, ok := s.chk.Negotiated(); return ok || s.chk.Settled() })
+	if !p.negotiated() {
 		s.finish()
 		e.after(t)
 		return
