@@ -19,6 +19,7 @@ import (
 // Defaults for Config fields left zero.
 const (
 	DefaultRingEntries = 256
+	DefaultWaitEntries = 4096
 	DefaultInbox       = 4096
 	DefaultSpin        = 50 * time.Microsecond
 	DefaultSpinIO      = time.Millisecond
@@ -39,9 +40,14 @@ const wakeUserData = math.MaxUint64
 type Config struct {
 	ID   int
 	Core int // CPU to pin to; -1 leaves the thread unpinned
-	// RingEntries is the io_uring SQ size, and so the bound on operations
-	// in flight on this reactor (the CQ is twice as large).
+	// RingEntries is the io_uring SQ size, and the bound on operations
+	// from Prep in flight on this reactor.
 	RingEntries uint32
+	// WaitEntries bounds the operations from PrepWait in flight: socket
+	// receives, one per connection the reactor serves. They have a bound
+	// of their own so that however many idle peers hold a receive open,
+	// sends and disk I/O still find a slot. The CQ holds both kinds.
+	WaitEntries uint32
 	Inbox       int           // capacity of the task queue, a power of two
 	Spin        time.Duration // busy-poll time before sleeping
 	// SpinIO replaces Spin while an operation from Prep (not PrepWait) is
@@ -61,6 +67,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.RingEntries == 0 {
 		c.RingEntries = DefaultRingEntries
+	}
+	if c.WaitEntries == 0 {
+		c.WaitEntries = DefaultWaitEntries
 	}
 	if c.Inbox == 0 {
 		c.Inbox = DefaultInbox
@@ -240,7 +249,10 @@ func (r *Reactor) setup() error {
 		}
 	}
 	ring, err := uring.New(uring.Options{
-		Entries:      r.cfg.RingEntries,
+		Entries: r.cfg.RingEntries,
+		// Room for every operation Prep and PrepWait may have in flight,
+		// with the SQ's worth of slack the kernel gives by default.
+		CQEntries:    2*r.cfg.RingEntries + r.cfg.WaitEntries,
 		SingleIssuer: true,
 		SQPoll:       r.cfg.SQPoll,
 		SQThreadCPU:  -1,
@@ -298,8 +310,8 @@ func (r *Reactor) getSQE() *uring.SQE {
 }
 
 // Prep reserves an operation slot for c and returns the SQE to fill, or nil
-// when RingEntries operations are already in flight (try again after a
-// completion). Fill the SQE before the next Prep, which may submit it; its
+// when RingEntries operations from Prep are already in flight (try again
+// after a completion). Fill the SQE before the next Prep, which may submit it; its
 // UserData is set, do not change it. Prep is for operations that complete
 // on their own (a read or write of a file or device, a send): while one is
 // in flight, an idle loop spins for Config.SpinIO. Reactor only.
@@ -307,12 +319,19 @@ func (r *Reactor) Prep(c Completer) *uring.SQE { return r.prep(c, false) }
 
 // PrepWait is Prep for an operation that waits on a peer, such as a receive
 // on a socket: it may stay in flight indefinitely, so it does not keep the
-// reactor spinning. Reactor only.
+// reactor spinning, and it counts against WaitEntries rather than
+// RingEntries, so that idle peers cannot take the slots others need. It
+// returns nil when WaitEntries such operations are in flight. Reactor only.
 func (r *Reactor) PrepWait(c Completer) *uring.SQE { return r.prep(c, true) }
 
 func (r *Reactor) prep(c Completer, wait bool) *uring.SQE {
 	n := len(r.freeSlot)
-	if n == 0 || r.inflight >= int(r.cfg.RingEntries) {
+	switch {
+	case n == 0:
+		return nil
+	case wait && r.waiting >= int(r.cfg.WaitEntries):
+		return nil
+	case !wait && r.inflight-r.waiting >= int(r.cfg.RingEntries):
 		return nil
 	}
 	if r.ring.Unsubmitted() >= uint32(r.cfg.SubmitBatch) {

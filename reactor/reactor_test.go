@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/strata-storage/strata/internal/iomem"
 )
 
 func startGroup(t *testing.T, cores []int, cfg Config) *Group {
@@ -332,6 +334,48 @@ func TestPrepBoundsInflight(t *testing.T) {
 	}
 }
 
+// Operations waiting on a peer have a bound of their own: however many
+// are in flight, Prep still finds its RingEntries slots.
+func TestPrepWaitHasItsOwnBound(t *testing.T) {
+	g := startGroup(t, []int{-1}, Config{RingEntries: 8, WaitEntries: 16})
+	r := g.Get(0)
+	var fds [2]int
+	require.NoError(t, unix.Pipe2(fds[:], unix.O_CLOEXEC))
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	buf := iomemBytes(t, 16)
+	reads := &nopOp{done: make(chan int32, 64)}
+	nops := &nopOp{done: make(chan int32, 64)}
+	var waits, preps int
+	var extraWait bool
+	require.NoError(t, r.Call(func(r *Reactor) error {
+		for sqe := r.PrepWait(reads); sqe != nil; sqe = r.PrepWait(reads) {
+			sqe.PrepRead(int32(fds[0]), buf[waits:waits+1], 0) // until the pipe has data
+			waits++
+		}
+		for sqe := r.Prep(nops); sqe != nil; sqe = r.Prep(nops) {
+			sqe.PrepNop()
+			preps++
+		}
+		return nil
+	}))
+	require.Equal(t, 16, waits, "WaitEntries receives in flight")
+	require.Equal(t, 8, preps, "and RingEntries other operations beside them")
+	for range preps {
+		<-nops.done
+	}
+	require.NoError(t, r.Call(func(r *Reactor) error {
+		extraWait = r.PrepWait(reads) != nil
+		return nil
+	}))
+	require.False(t, extraWait, "no more receives than WaitEntries")
+	_, err := unix.Write(fds[1], make([]byte, 16))
+	require.NoError(t, err)
+	for range waits {
+		require.EqualValues(t, 1, <-reads.done)
+	}
+}
+
 func TestRegisterFiles(t *testing.T) {
 	g := startGroup(t, []int{-1}, Config{FileSlots: 2})
 	r := g.Get(0)
@@ -389,4 +433,13 @@ func TestGroupReservesProcs(t *testing.T) {
 	require.NoError(t, err)
 	g := startGroup(t, nil, Config{})
 	require.GreaterOrEqual(t, runtime.GOMAXPROCS(0), len(allowed)+g.Len())
+}
+
+// iomemBytes returns n bytes outside the Go heap for the kernel to write,
+// unmapped when t ends.
+func iomemBytes(t *testing.T, n int) []byte {
+	m, err := iomem.Map(n)
+	require.NoError(t, err)
+	t.Cleanup(func() { m.Unmap() })
+	return m.Bytes()
 }

@@ -23,6 +23,11 @@ import (
 // many CPUs).
 const maxCore = 1023
 
+// maxConnections bounds --max-connections: every connection may need a
+// receive in flight on one reactor, whose completion queue holds at most
+// 65536 entries (the kernel's limit), some of them for other operations.
+const maxConnections = 60000
+
 func serve(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("strata serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -67,8 +72,8 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	case discovery == 0:
 		discovery = -1 // daemon.Config: negative is none
 	}
-	if *maxConns < 1 {
-		fmt.Fprintf(stderr, "strata serve: --max-connections %d: want at least 1\n", *maxConns)
+	if *maxConns < 1 || *maxConns > maxConnections {
+		fmt.Fprintf(stderr, "strata serve: --max-connections %d: want 1-%d\n", *maxConns, maxConnections)
 		return ExitUsage
 	}
 	log, err := newLogger(stderr, *logFormat, *logLevel)

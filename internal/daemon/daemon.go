@@ -229,7 +229,9 @@ func readToken(path string, log *slog.Logger) (string, error) {
 // start brings everything up; on error, stop undoes what was done.
 func (d *daemon) start() error {
 	var err error
-	if d.g, err = reactor.StartGroup(d.cfg.Cores, reactor.Config{Spin: d.cfg.Spin, SpinIO: d.cfg.SpinIO}); err != nil {
+	// Any reactor may serve every connection's receive.
+	waits := uint32(max(d.cfg.MaxConnections, target.DefaultMaxConnections))
+	if d.g, err = reactor.StartGroup(d.cfg.Cores, reactor.Config{Spin: d.cfg.Spin, SpinIO: d.cfg.SpinIO, WaitEntries: waits}); err != nil {
 		return err
 	}
 	cores := make([]int, 0, d.g.Len())

@@ -218,11 +218,11 @@ func TestResetWithShutdownInOneWrite(t *testing.T) {
 // Defect 5: when the reactor had no operation slot for a SENDMSG, the send
 // path had already taken its batch off the queue and lost it: the
 // commands were never answered, their slots leaked and shutdown hung. On
-// a ring of 3 slots, two queues per reactor keep one RECV each in flight
-// and share the last slot for their sends, so sends find the ring full
+// a ring of 1 entry, two queues per reactor share the one slot for their
+// sends (receives have slots of their own), so sends find the ring full
 // all the time; every command must still be answered.
 func TestResponsesKeptWhenTheRingIsFull(t *testing.T) {
-	f := newFixtureOn(t, reactor.Config{RingEntries: 3}, nil)
+	f := newFixtureOn(t, reactor.Config{RingEntries: 1}, nil)
 	c := connect(t, f, host.Config{IOQueues: 4, QueueDepth: 32})
 	const perQueue = 256
 	done := make(chan *host.Request, 4*perQueue)
@@ -491,4 +491,35 @@ func TestConnectWithBadDataDigest(t *testing.T) {
 	require.EqualValues(t, 7, cqe.SQID())
 	_, err := r.rd.ReadHeader()
 	require.Error(t, err, "then the connection closes")
+}
+
+// Idle queues must not starve busy ones: a socket receive waits on its
+// peer for as long as the peer likes, and when receives could take every
+// operation slot of a reactor, a host with as many idle queues on it as
+// the ring has entries (several controllers' worth) stalled every other
+// queue there, whose responses found no slot to be sent from. On rings of
+// 4 entries, 8 queues per reactor, half of them idle, the others serve.
+func TestIdleQueuesDoNotStarveOthers(t *testing.T) {
+	f := newFixtureOn(t, reactor.Config{RingEntries: 4}, nil)
+	connect(t, f, host.Config{IOQueues: 8}) // idle: its queues only hold receives
+	busy := connect(t, f, host.Config{IOQueues: 8})
+	done := make(chan *host.Request, 8*16)
+	for _, q := range busy.IOQueues() {
+		for i := range 16 {
+			req := &host.Request{}
+			req.SetRead(1, uint64(i)*8, 8, make([]byte, 4096))
+			req.Callback = func(r *host.Request) { done <- r }
+			q.Submit(req)
+		}
+	}
+	timeout := time.After(10 * time.Second)
+	for range 8 * 16 {
+		select {
+		case r := <-done:
+			require.NoError(t, r.Err)
+			require.True(t, r.Status.OK(), "%v", r.Status)
+		case <-timeout:
+			t.Fatal("reads unanswered: receives hold every slot")
+		}
+	}
 }
