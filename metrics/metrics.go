@@ -64,6 +64,7 @@ var (
 	targetFatalPDU      = desc("nvmeof_fatal_pdu_errors_total", "Connections closed for a malformed or out-of-spec PDU.")
 	targetKeepAliveLost = desc("nvmeof_keep_alive_expiries_total", "Controllers torn down because their host went silent past the keep-alive timeout.")
 	targetRefused       = desc("nvmeof_refused_connections_total", "Connections closed at accept because the target's connection limit was reached.")
+	targetQueueBuffers  = desc("nvmeof_queue_buffer_bytes", "Address space the I/O queues hold for command and receive buffers (touched only as used).")
 )
 
 // latencyBounds are the histogram bucket upper bounds in seconds.
@@ -166,7 +167,7 @@ func NewTargetCollector(t *target.Target) *TargetCollector { return &TargetColle
 
 // Describe implements prometheus.Collector.
 func (c *TargetCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{targetConnections, targetControllers, targetFailed, targetFatalPDU, targetKeepAliveLost, targetRefused} {
+	for _, d := range []*prometheus.Desc{targetConnections, targetControllers, targetFailed, targetFatalPDU, targetKeepAliveLost, targetRefused, targetQueueBuffers} {
 		ch <- d
 	}
 }
@@ -179,6 +180,7 @@ func (c *TargetCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(targetFatalPDU, prometheus.CounterValue, float64(st.FatalPDUErrors))
 	ch <- prometheus.MustNewConstMetric(targetKeepAliveLost, prometheus.CounterValue, float64(st.KeepAliveExpiries))
 	ch <- prometheus.MustNewConstMetric(targetRefused, prometheus.CounterValue, float64(st.RefusedConnections))
+	ch <- prometheus.MustNewConstMetric(targetQueueBuffers, prometheus.GaugeValue, float64(st.QueueBufferBytes))
 	for status, n := range c.t.FailedCommands() {
 		ch <- prometheus.MustNewConstMetric(targetFailed, prometheus.CounterValue, float64(n),
 			status.Name(), strconv.Itoa(int(status.Type())), strconv.Itoa(int(status.Code())))

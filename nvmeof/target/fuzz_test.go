@@ -39,11 +39,12 @@ import (
 // namespace, a controller whose I/O queues the sessions connect by hand,
 // and a bystander host.
 type fuzzEnv struct {
-	f         *fixture
-	owner     *host.Controller // the admin queue of the sessions' I/O queues
-	bystander *host.Controller
-	buf       []byte
-	baseConns int
+	f           *fixture
+	owner       *host.Controller // the admin queue of the sessions' I/O queues
+	bystander   *host.Controller
+	buf         []byte
+	baseConns   int
+	baseBuffers int64
 	// What the sessions reached, for the seeded test's log.
 	verdicts  [3]int
 	responses int
@@ -61,18 +62,19 @@ func newFuzzEnv(t testing.TB) *fuzzEnv {
 	e.owner = connect(t, f, host.Config{HostNQN: fuzzHostNQN, HostID: fuzzHostID, AdminOnly: true,
 		IOQueues: target.MaxIOQueues, KeepAlive: 10 * time.Second})
 	e.bystander = connect(t, f, host.Config{KeepAlive: 10 * time.Second})
-	e.baseConns = f.t.Stats().Connections
+	e.baseConns, e.baseBuffers = f.t.Stats().Connections, f.t.Stats().QueueBufferBytes
 	return e
 }
 
-// after checks what must hold once a session is over: its connection is
-// gone from the target and other hosts are still served.
+// after checks what must hold once a session is over: its connection and
+// its buffers are gone from the target and other hosts are still served.
 func (e *fuzzEnv) after(t *testing.T) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for e.f.t.Stats().Connections > e.baseConns {
+	for st := e.f.t.Stats(); st.Connections > e.baseConns || st.QueueBufferBytes > e.baseBuffers; st = e.f.t.Stats() {
 		if time.Now().After(deadline) {
-			t.Fatalf("target holds %d connections, %d before the session", e.f.t.Stats().Connections, e.baseConns)
+			t.Fatalf("target holds %d connections and %d bytes of queue buffers, %d and %d before the session",
+				st.Connections, st.QueueBufferBytes, e.baseConns, e.baseBuffers)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -173,10 +175,20 @@ func (s *session) wait(timeout time.Duration, cond func() bool) bool {
 	return cond()
 }
 
+// maxQueueBuffers bounds the queue buffers one connection may hold: its
+// queue's slots at the largest queue size, and a receive buffer, rounded
+// up to the 2 MiB reservations are made of.
+const maxQueueBuffers = (2*target.MaxQueueEntries*target.MaxTransferBytes + target.RecvBufSize + 2<<20 - 1) / (2 << 20) * (2 << 20)
+
 // finish waits for the target to settle, checks the end state, and closes.
 func (s *session) finish() {
 	s.t.Helper()
 	s.wait(2*time.Second, s.chk.Settled)
+	if s.env != nil {
+		if held := s.env.f.t.Stats().QueueBufferBytes - s.env.baseBuffers; held > maxQueueBuffers {
+			s.t.Fatalf("one connection holds %d bytes of queue buffers, more than %d", held, maxQueueBuffers)
+		}
+	}
 	s.mu.Lock()
 	err := s.chk.Finish(!s.eof)
 	s.mu.Unlock()

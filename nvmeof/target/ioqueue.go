@@ -99,6 +99,7 @@ func newIOQueue(c *conn, ctrl *Controller) (*ioQueue, error) {
 		unix.Close(fd)
 		return nil, err
 	}
+	c.t.queueMemory.Add(int64(len(mem.Bytes())))
 	rid := int(c.qid-1) % c.t.g.Len()
 	q := &ioQueue{
 		c: c, ctrl: ctrl, r: c.t.g.Get(rid), rid: rid, fd: fd, mem: mem,
@@ -207,13 +208,18 @@ func (q *ioQueue) maybeFinalize() {
 	q.finalized = true
 	q.c.nc.Close() // still open if the queue never started
 	unix.Close(q.fd)
-	q.mem.Unmap()
+	q.unmap()
 	close(q.closed)
 }
 
 // release frees a queue that never started.
 func (q *ioQueue) release() {
 	unix.Close(q.fd)
+	q.unmap()
+}
+
+func (q *ioQueue) unmap() {
+	q.c.t.queueMemory.Add(-int64(len(q.mem.Bytes())))
 	q.mem.Unmap()
 }
 

@@ -108,6 +108,8 @@ type Target struct {
 	// failed counts commands completed with an error status, by status
 	// (SCT and SC: 11 bits). Atomics: any queue may complete a command.
 	failed [1 << 11]atomic.Uint64
+	// queueMemory is the address space I/O queues hold for buffers.
+	queueMemory atomic.Int64
 }
 
 // Stats are target-wide counters.
@@ -117,6 +119,11 @@ type Stats struct {
 	FatalPDUErrors     uint64
 	KeepAliveExpiries  uint64
 	RefusedConnections uint64 // closed at accept: MaxConnections were open
+	// QueueBufferBytes is the address space the I/O queues hold for
+	// command buffers and receive buffers: 2 x SQSIZE x MaxTransferBytes
+	// plus a receive buffer each (rounded up to 2 MiB), touched only as
+	// far as used, whatever their hosts send.
+	QueueBufferBytes int64
 }
 
 // New returns a target whose I/O queues run on the reactors of g.
@@ -349,6 +356,7 @@ func (t *Target) Stats() Stats {
 	defer t.mu.Unlock()
 	st := t.stats
 	st.Connections = len(t.conns)
+	st.QueueBufferBytes = t.queueMemory.Load()
 	for _, s := range t.subsystems {
 		st.Controllers += len(s.controllersSnapshot())
 	}
