@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -720,6 +721,7 @@ func FuzzConnProtocol(f *testing.F) {
 // `go test`, beyond the checked-in corpus.
 func TestFuzzSessions(t *testing.T) {
 	e := newFuzzEnv(t)
+	goroutines := runtime.NumGoroutine()
 	rng := rand.New(rand.NewPCG(2026, 12))
 	random := func(n int) []byte {
 		b := make([]byte, n)
@@ -741,4 +743,13 @@ func TestFuzzSessions(t *testing.T) {
 		}
 	}
 	t.Logf("sessions by host verdict (valid, may end, must end): %v; %d responses checked", e.verdicts, e.responses)
+	// Every session's goroutines, the target's and the harness's, are gone.
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > goroutines {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines, %d before the sessions:\n%s", runtime.NumGoroutine(), goroutines, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
