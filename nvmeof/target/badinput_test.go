@@ -101,19 +101,30 @@ func (r *rawConn) expectTerm(fes pdu.FatalStatus) {
 	require.Error(r.t, err, "the target closes the connection after the TermReq")
 }
 
+// connectCommand is a Connect with its data in the capsule, as a host
+// sends it.
+func connectCommand(cid, qid uint16, sqsize uint32, cattr uint8, katoMs uint32) nvme.Command {
+	cmd := nvme.Command(make([]byte, nvme.CommandSize))
+	cmd.SetConnect(qid, sqsize, cattr, katoMs)
+	cmd.SetFlags(nvme.FlagsSGL)
+	cmd.SetCID(cid)
+	cmd.SGL().Set(nvme.SGLDataBlockOffset, 0, nvme.ConnectDataSize)
+	return cmd
+}
+
+func connectData(cntlid uint16, subNQN, hostNQN string, hostID [16]byte) nvme.ConnectData {
+	d := nvme.ConnectData(make([]byte, nvme.ConnectDataSize))
+	d.Set(hostID, cntlid, subNQN, hostNQN)
+	return d
+}
+
 // connectIO connects an admin queue with the host library, then an I/O
 // queue by hand on r.
 func (r *rawConn) connectIO(f *fixture) {
 	c := connect(r.t, f, host.Config{HostID: fixedHostID, HostNQN: fixedHostNQN, AdminOnly: true})
 	r.icReq()
-	cmd := nvme.Command(make([]byte, nvme.CommandSize))
-	cmd.SetConnect(1, 32, 0, 0)
-	cmd.SetFlags(nvme.FlagsSGL)
-	cmd.SGL().Set(nvme.SGLDataBlockOffset, 0, nvme.ConnectDataSize)
 	// The queue joins the library controller: same host identity.
-	data := nvme.ConnectData(make([]byte, nvme.ConnectDataSize))
-	data.Set(fixedHostID, c.ControllerID(), testNQN, fixedHostNQN)
-	r.send(r.capsule(cmd, data))
+	r.send(r.capsule(connectCommand(0, 1, 32, 0, 0), connectData(c.ControllerID(), testNQN, fixedHostNQN, fixedHostID)))
 	h, err := r.rd.ReadHeader()
 	require.NoError(r.t, err)
 	require.Equal(r.t, pdu.TypeCapsuleResp, h.Type())

@@ -233,21 +233,6 @@ func capsuleBytes(sqe nvme.Command, data []byte, hdgst, ddgst bool, align int) [
 	return out
 }
 
-func connectCommand(cid, qid uint16, sqsize uint32, cattr uint8, katoMs uint32) nvme.Command {
-	cmd := nvme.Command(make([]byte, nvme.CommandSize))
-	cmd.SetConnect(qid, sqsize, cattr, katoMs)
-	cmd.SetFlags(nvme.FlagsSGL)
-	cmd.SetCID(cid)
-	cmd.SGL().Set(nvme.SGLDataBlockOffset, 0, nvme.ConnectDataSize)
-	return cmd
-}
-
-func connectData(cntlid uint16, subNQN, hostNQN string, hostID [16]byte) []byte {
-	d := nvme.ConnectData(make([]byte, nvme.ConnectDataSize))
-	d.Set(hostID, cntlid, subNQN, hostNQN)
-	return d
-}
-
 // Handshakes a FuzzConnStream input may start with.
 const (
 	prefixNone  = iota // the input is the whole stream

@@ -88,13 +88,7 @@ func TestC2HDataHonoursEveryHPDA(t *testing.T) {
 func (r *rawConn) connectAdmin(subNQN, hostNQN string) uint16 {
 	r.t.Helper()
 	r.icReq()
-	cmd := nvme.Command(make([]byte, nvme.CommandSize))
-	cmd.SetConnect(0, 32, 0, 0)
-	cmd.SetFlags(nvme.FlagsSGL)
-	cmd.SGL().Set(nvme.SGLDataBlockOffset, 0, nvme.ConnectDataSize)
-	data := nvme.ConnectData(make([]byte, nvme.ConnectDataSize))
-	data.Set(fixedHostID, 0xffff, subNQN, hostNQN)
-	r.send(r.capsule(cmd, data))
+	r.send(r.capsule(connectCommand(0, 0, 32, 0, 0), connectData(0xffff, subNQN, hostNQN, fixedHostID)))
 	h, _ := r.readPDU()
 	require.Equal(r.t, pdu.TypeCapsuleResp, h.Type())
 	cqe := pdu.CapsuleResp(h).CQE()
@@ -303,10 +297,7 @@ func TestOutOfSpecIOCommandsRefused(t *testing.T) {
 			data: data[:512], want: nvme.DataSGLLengthInvalid},
 		"Connect on a connected I/O queue": {cmd: func() nvme.Command {
 			cid++
-			c := rawCommand(nvme.OpcodeFabrics, cid, 0, nvme.ConnectDataSize)
-			c.SetConnect(1, 32, 0, 0)
-			c.SGL().Set(nvme.SGLDataBlockOffset, 0, nvme.ConnectDataSize)
-			return c
+			return connectCommand(cid, 1, 32, 0, 0)
 		}(), data: make([]byte, nvme.ConnectDataSize), want: nvme.CommandSequenceError},
 		"Property Get on an I/O queue": {cmd: func() nvme.Command {
 			cid++
@@ -350,12 +341,8 @@ func TestConnectChecked(t *testing.T) {
 	connectCmd := func(mut func(nvme.Command, nvme.ConnectData) []byte) (nvme.Status, uint32) {
 		r := dialRaw(t, f)
 		r.icReq()
-		cmd := rawCommand(nvme.OpcodeFabrics, 1, 0, 0)
-		cmd.SetConnect(0, 32, 0, 0)
-		cmd.SGL().Set(nvme.SGLDataBlockOffset, 0, nvme.ConnectDataSize)
-		data := nvme.ConnectData(make([]byte, nvme.ConnectDataSize))
-		data.Set(fixedHostID, 0xffff, testNQN, fixedHostNQN)
-		payload := mut(cmd, data)
+		cmd := connectCommand(1, 0, 32, 0, 0)
+		payload := mut(cmd, connectData(0xffff, testNQN, fixedHostNQN, fixedHostID))
 		r.send(r.capsule(cmd, payload))
 		h, _ := r.readPDU()
 		require.Equal(t, pdu.TypeCapsuleResp, h.Type())
@@ -414,12 +401,7 @@ func TestEmptyHostNQN(t *testing.T) {
 	cntlid := r.connectAdmin(testNQN, "")
 	io := dialRaw(t, open)
 	io.icReq()
-	cmd := rawCommand(nvme.OpcodeFabrics, 1, 0, nvme.ConnectDataSize)
-	cmd.SetConnect(1, 32, 0, 0)
-	cmd.SGL().Set(nvme.SGLDataBlockOffset, 0, nvme.ConnectDataSize)
-	data := nvme.ConnectData(make([]byte, nvme.ConnectDataSize))
-	data.Set(fixedHostID, cntlid, testNQN, "")
-	io.send(io.capsule(cmd, data))
+	io.send(io.capsule(connectCommand(1, 1, 32, 0, 0), connectData(cntlid, testNQN, "", fixedHostID)))
 	require.True(t, io.expectResponse(1).OK(), "an I/O queue of the same anonymous host")
 	st, got := io.exec(rawIO(nvme.IORead, 2, 0, 4096, nvme.SGLTransportDataBlock), nil)
 	require.True(t, st.OK())
@@ -430,11 +412,7 @@ func TestEmptyHostNQN(t *testing.T) {
 	})
 	r = dialRaw(t, restricted)
 	r.icReq()
-	cmd = rawCommand(nvme.OpcodeFabrics, 1, 0, nvme.ConnectDataSize)
-	cmd.SetConnect(0, 32, 0, 0)
-	cmd.SGL().Set(nvme.SGLDataBlockOffset, 0, nvme.ConnectDataSize)
-	data.Set(fixedHostID, 0xffff, testNQN, "")
-	r.send(r.capsule(cmd, data))
+	r.send(r.capsule(connectCommand(1, 0, 32, 0, 0), connectData(0xffff, testNQN, "", fixedHostID)))
 	require.Equal(t, nvme.ConnectInvalidHost, r.expectResponse(1))
 	require.Eventually(t, func() bool {
 		return regexp.MustCompile(`level=WARN msg="connect refused: host not allowed".* field=HOSTNQN`).MatchString(restricted.logs.String())
@@ -443,9 +421,7 @@ func TestEmptyHostNQN(t *testing.T) {
 	// A malformed host NQN names its field too.
 	r = dialRaw(t, open)
 	r.icReq()
-	cmd.SetCID(2)
-	data.Set(fixedHostID, 0xffff, testNQN, "not an NQN")
-	r.send(r.capsule(cmd, data))
+	r.send(r.capsule(connectCommand(2, 0, 32, 0, 0), connectData(0xffff, testNQN, "not an NQN", fixedHostID)))
 	st = r.expectResponse(2)
 	require.Equal(t, nvme.ConnectInvalidParam, st)
 	require.Eventually(t, func() bool {
@@ -476,12 +452,7 @@ func TestConnectWithBadDataDigest(t *testing.T) {
 	r := dialRaw(t, f)
 	r.ddgst = true
 	r.icReq()
-	cmd := rawCommand(nvme.OpcodeFabrics, 9, 0, nvme.ConnectDataSize)
-	cmd.SetConnect(7, 32, 0, 0)
-	cmd.SGL().Set(nvme.SGLDataBlockOffset, 0, nvme.ConnectDataSize)
-	data := nvme.ConnectData(make([]byte, nvme.ConnectDataSize))
-	data.Set(fixedHostID, 0xffff, testNQN, fixedHostNQN)
-	b := r.capsule(cmd, data)
+	b := r.capsule(connectCommand(9, 7, 32, 0, 0), connectData(0xffff, testNQN, fixedHostNQN, fixedHostID))
 	b[len(b)-1] ^= 1 // the data digest
 	r.send(b)
 	h, _ := r.readPDU()
