@@ -1,10 +1,8 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -12,32 +10,21 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/strata-storage/strata/api"
+	"github.com/strata-storage/strata/internal/syncbuf"
 )
 
 // logBuffer collects JSON log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+type logBuffer struct{ syncbuf.Buffer }
 
 // event returns the first logged event with msg, or nil.
 func (l *logBuffer) event(msg string) map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, line := range strings.Split(l.b.String(), "\n") {
+	for _, line := range strings.Split(l.String(), "\n") {
 		var ev map[string]any
 		if json.Unmarshal([]byte(line), &ev) == nil && ev["msg"] == msg {
 			return ev
@@ -78,7 +65,7 @@ func (r *running) ready(t *testing.T) map[string]any {
 		}
 		select {
 		case err := <-r.done:
-			t.Fatalf("daemon stopped: %v\n%s", err, r.logs.b.String())
+			t.Fatalf("daemon stopped: %v\n%s", err, r.logs.String())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
@@ -215,22 +202,4 @@ func TestAPISocket(t *testing.T) {
 	require.NoError(t, os.WriteFile(notSock, nil, 0o600))
 	err = Run(context.Background(), Config{DataDir: filepath.Join(dir, "data"), APISocket: notSock, Cores: []int{0}})
 	require.ErrorContains(t, err, "is not a socket")
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
-}
-
-// String returns what was written, when the writer is a Stringer.
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.(fmt.Stringer).String()
 }

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -17,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/strata-storage/strata/engine"
+	"github.com/strata-storage/strata/internal/syncbuf"
 	"github.com/strata-storage/strata/nvmeof/host"
 	"github.com/strata-storage/strata/nvmeof/nvme"
 )
@@ -79,7 +79,7 @@ func TestDevShareThroughTarget(t *testing.T) {
 	dir := t.TempDir()
 	ioPort, discPort := freePort(t), freePort(t)
 	listen := fmt.Sprintf("127.0.0.1:%d", ioPort)
-	out := &syncWriter{w: new(bytes.Buffer)}
+	out := &syncbuf.Buffer{}
 	cfg := Config{DataDir: dir, Dev: true, DevListen: listen, DiscoveryPort: discPort, MetricsListen: "127.0.0.1:0", Out: out}
 	r := start(t, cfg)
 	ready := r.ready(t)
@@ -174,7 +174,7 @@ func TestShareOnBusyAddress(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer busy.Close()
-	cfg := Config{DataDir: dir, Dev: true, DevListen: busy.Addr().String(), DiscoveryPort: -1, MetricsListen: "127.0.0.1:0", Out: &syncWriter{w: new(bytes.Buffer)}}
+	cfg := Config{DataDir: dir, Dev: true, DevListen: busy.Addr().String(), DiscoveryPort: -1, MetricsListen: "127.0.0.1:0", Out: &syncbuf.Buffer{}}
 	r := start(t, cfg)
 	r.ready(t)
 	ev := r.logs.event("--dev: volume not shared")

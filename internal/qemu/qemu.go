@@ -12,7 +12,6 @@
 package qemu
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,8 +22,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/strata-storage/strata/internal/syncbuf"
 )
 
 // Config describes one guest run.
@@ -133,7 +133,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	args = append(args, "-append", appendArgs)
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
-	var console lockedBuffer
+	var console syncbuf.Buffer
 	w := io.Writer(&console)
 	if cfg.Console != nil {
 		w = io.MultiWriter(&console, cfg.Console)
@@ -158,23 +158,6 @@ func tail(s string, lines int) string {
 		parts = parts[len(parts)-lines:]
 	}
 	return strings.Join(parts, "\n")
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // LineLogger is a Config.Console that hands each non-empty line of the

@@ -17,6 +17,7 @@ import (
 	"github.com/strata-storage/strata/bdev"
 	"github.com/strata-storage/strata/bdev/bdevtest"
 	"github.com/strata-storage/strata/bdev/malloc"
+	"github.com/strata-storage/strata/internal/syncbuf"
 	"github.com/strata-storage/strata/nvmeof/host"
 	"github.com/strata-storage/strata/nvmeof/nvme"
 	"github.com/strata-storage/strata/nvmeof/target"
@@ -30,25 +31,7 @@ type fixture struct {
 	addr string
 	dev  bdev.Device
 	g    *reactor.Group
-	logs *logBuffer // what the target logged at WARN and above
-}
-
-// logBuffer collects log output from any goroutine.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logs *syncbuf.Buffer // what the target logged at WARN and above
 }
 
 func newFixture(t testing.TB, mut func(*target.SubsystemConfig)) *fixture {
@@ -66,7 +49,7 @@ func newFixtureOn(t testing.TB, rc reactor.Config, mut func(*target.SubsystemCon
 	dev, err := malloc.New("ram", 64<<20, 512)
 	require.NoError(t, err)
 	t.Cleanup(func() { dev.Close() })
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(os.Stderr, logs), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	tg := target.New(g, target.Config{Logger: log})
 	cfg := target.SubsystemConfig{
