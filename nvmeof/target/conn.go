@@ -251,10 +251,12 @@ func (c *conn) handleConnect(cmd nvme.Command, data []byte) (uint32, nvme.Status
 	}
 	cd := nvme.ConnectData(data)
 	if err := cd.Validate(); err != nil {
-		var de *nvme.ConnectDataError
-		errors.As(err, &de)
-		c.refuse(map[int]string{connDataSUBNQN: "SUBNQN", connDataHOSTNQN: "HOSTNQN"}[de.Offset], "malformed Connect data", "err", err)
-		return connectInvalid(true, uint16(de.Offset))
+		field, off := "SUBNQN", uint16(connDataSUBNQN)
+		if de := (*nvme.ConnectDataError)(nil); errors.As(err, &de) && de.Offset == connDataHOSTNQN {
+			field, off = "HOSTNQN", connDataHOSTNQN
+		}
+		c.refuse(field, "malformed Connect data", "err", err)
+		return connectInvalid(true, off)
 	}
 	hostNQN, subNQN := cd.HostNQN(), cd.SubNQN()
 	// An empty host NQN is what SPDK's tools send unless told one: a

@@ -358,6 +358,16 @@ func TestConnectChecked(t *testing.T) {
 	})
 	require.Equal(t, nvme.ConnectInvalidParam, st, "static controller ID")
 	require.EqualValues(t, 1|16<<16, dw0, "IATTR: in the data; IPO: CNTLID at byte 16")
+	for _, off := range []int{256, 512} { // SUBNQN, HOSTNQN with no NUL in their 256 bytes
+		st, dw0 = connectCmd(func(_ nvme.Command, d nvme.ConnectData) []byte {
+			for i := off; i < off+256; i++ {
+				d[i] = 'x'
+			}
+			return d
+		})
+		require.Equal(t, nvme.ConnectInvalidParam, st, "NQN at %d not terminated", off)
+		require.EqualValues(t, 1|off<<16, dw0, "IPO names the NQN at %d", off)
+	}
 
 	for name, tc := range map[string]struct {
 		mut  func(nvme.Command, nvme.ConnectData) []byte
