@@ -85,15 +85,16 @@ type backend struct {
 }
 
 func (b *backend) Submit(req *bdev.Request) {
-	span := b.d.buf[req.LBA*b.bs : (req.LBA+uint64(req.Blocks))*b.bs]
-	switch req.Op {
-	case bdev.OpRead:
-		copy(req.Buf, span)
-	case bdev.OpWrite:
-		copy(span, req.Buf)
-	case bdev.OpWriteZeroes, bdev.OpUnmap:
-		clear(span)
-	case bdev.OpFlush:
+	if req.Op != bdev.OpFlush { // a flush has no span to touch
+		span := b.d.buf[req.LBA*b.bs : (req.LBA+uint64(req.Blocks))*b.bs]
+		switch req.Op {
+		case bdev.OpRead:
+			copy(req.Buf, span)
+		case bdev.OpWrite:
+			copy(span, req.Buf)
+		case bdev.OpWriteZeroes, bdev.OpUnmap:
+			clear(span)
+		}
 	}
 	b.r.Defer(req)
 }

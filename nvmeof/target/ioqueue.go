@@ -379,8 +379,8 @@ func (q *ioQueue) execute(cmd *command) {
 			}
 			cmd.ns = q.ctrl.sub.namespace(ids[0])
 		}
-		req.Op = bdev.OpFlush
-		req.Buf = nil
+		// No span; and the slot's last command's must not linger in it.
+		req.Op, req.Buf, req.LBA, req.Blocks = bdev.OpFlush, nil, 0, 0
 	case nvme.IODatasetMgmt:
 		if sqe.CDW(11)&(1<<2) == 0 { // not a deallocate: hints only
 			q.respond(cmd, nvme.Success)

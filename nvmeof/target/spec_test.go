@@ -504,3 +504,20 @@ func TestIdleQueuesDoNotStarveOthers(t *testing.T) {
 		}
 	}
 }
+
+// Found by FuzzConnProtocol: a Write Zeroes past the namespace's end
+// failed as it should, but left its LBA in the command slot's request, and
+// a Flush that took the slot next reached the RAM device with it, which
+// sliced its memory by that span for a flush too: the daemon crashed. On
+// the same slot (queue depth 1), the Flush succeeds.
+func TestFlushAfterACommandOutOfRange(t *testing.T) {
+	f := newFixture(t, nil)
+	c := connect(t, f, host.Config{})
+	q := c.IOQueues()[0]
+	require.Equal(t, nvme.LBAOutOfRange, exec(t, q, ioCommand(nvme.IOWriteZeroes, 1, 1<<40, 0xffff), nil, false))
+	require.Equal(t, nvme.Success, exec(t, q, ioCommand(nvme.IOFlush, 1, 0, 1), nil, false))
+	var req host.Request
+	req.SetRead(1, 0, 1, make([]byte, 512))
+	do(q, &req)
+	require.True(t, req.Status.OK(), "still serving")
+}
