@@ -162,3 +162,23 @@ func TestRequestQueue(t *testing.T) {
 		t.Fatal("reuse after emptying")
 	}
 }
+
+func TestEventsReachSubscribers(t *testing.T) {
+	d := &fakeDevice{Base: NewBase(Info{Name: "ev", BlockSize: 512, Blocks: 8})}
+	var got []Event
+	cancel := d.Subscribe(func(ev Event) { got = append(got, ev) })
+	other := d.Subscribe(func(Event) {})
+	other()
+	require.NoError(t, d.Quiesce(t.Context()))
+	d.SetBlocks(16)
+	d.Resume()
+	d.Notify(Event{Kind: EventResized})
+	require.Len(t, got, 1)
+	require.Equal(t, EventResized, got[0].Kind)
+	require.EqualValues(t, 16, got[0].Info.Blocks, "the event carries the Info after it")
+	require.EqualValues(t, 16, d.Info().Blocks)
+	cancel()
+	d.Notify(Event{Kind: EventRemoved})
+	require.Len(t, got, 1, "no events after cancel")
+	require.Equal(t, "resized", EventResized.String())
+}

@@ -1,7 +1,9 @@
 package bdev
 
 import (
+	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"math/bits"
 	"sync"
@@ -9,6 +11,7 @@ import (
 
 	"golang.org/x/sys/cpu"
 
+	"github.com/strata-storage/strata/internal/invariants"
 	"github.com/strata-storage/strata/internal/iomem"
 	"github.com/strata-storage/strata/reactor"
 )
@@ -20,7 +23,8 @@ func (u UUID) String() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
 }
 
-// Info describes a device. It does not change while the device is open.
+// Info describes a device. It changes only while the device is quiesced
+// (a resize), and channels see the change when I/O resumes.
 type Info struct {
 	Name      string
 	Product   string // backend kind: "null", "malloc", "uring"...
@@ -37,7 +41,8 @@ type Info struct {
 // Size returns the device's capacity in bytes.
 func (i Info) Size() uint64 { return uint64(i.BlockSize) * i.Blocks }
 
-// Device is a block device shared by all reactors.
+// Device is a block device shared by all reactors. Base implements all
+// but OpenBackend and Close.
 type Device interface {
 	Info() Info
 	// OpenBackend returns the backend half of a channel for reactor r. It is
@@ -45,6 +50,12 @@ type Device interface {
 	OpenBackend(r *reactor.Reactor) (Backend, error)
 	// Stats adds up the I/O statistics of every channel.
 	Stats() Stats
+	// Quiesce holds new I/O and waits for the I/O in flight; Resume lets
+	// it go on (see Base.Quiesce).
+	Quiesce(ctx context.Context) error
+	Resume()
+	// Subscribe tells fn of the device's events (see Base.Subscribe).
+	Subscribe(fn func(Event)) (cancel func())
 	// Close releases the device; its channels must be closed first.
 	Close() error
 }
@@ -68,6 +79,16 @@ type Channel struct {
 	stats   *channelStats
 	stopped bool
 	onClose func()
+
+	// inflight counts requests submitted and not yet finished, failed
+	// ones included until their callback ran.
+	inflight int
+	// While the device is quiesced, new requests wait in held; drained is
+	// called once inflight reaches 0.
+	hold    bool
+	held    RequestQueue
+	nheld   int
+	drained func()
 }
 
 // Open opens a channel to dev on reactor r. It may be called from any
@@ -89,8 +110,8 @@ func OpenOnReactor(dev Device, r *reactor.Reactor) (*Channel, error) {
 		return nil, fmt.Errorf("bdev %s: open channel on reactor %d: %w", dev.Info().Name, r.ID(), err)
 	}
 	ch := &Channel{dev: dev, info: dev.Info(), backend: b, r: r, stats: new(channelStats)}
-	if t, ok := dev.(statsTracker); ok {
-		ch.onClose = t.track(ch.stats)
+	if t, ok := dev.(tracker); ok {
+		ch.onClose = t.track(ch)
 	}
 	return ch, nil
 }
@@ -102,10 +123,21 @@ func (c *Channel) Info() Info { return c.info }
 func (c *Channel) Reactor() *reactor.Reactor { return c.r }
 
 // Submit starts req. Its Callback runs later on this reactor, whatever the
-// outcome. Reactor only.
+// outcome. While the device is quiesced the request waits, and starts (in
+// the order submitted) when I/O resumes. Reactor only.
 func (c *Channel) Submit(req *Request) {
 	req.ch = c
 	req.Status, req.Errno = StatusOK, 0
+	if c.hold {
+		c.held.Push(req)
+		c.nheld++
+		return
+	}
+	c.start(req)
+}
+
+func (c *Channel) start(req *Request) {
+	c.inflight++
 	req.startNs = nowNs()
 	if st := c.validate(req); st != StatusOK {
 		req.Status = st
@@ -114,6 +146,14 @@ func (c *Channel) Submit(req *Request) {
 	}
 	c.backend.Submit(req)
 }
+
+// Inflight returns how many requests are submitted and not yet finished,
+// held ones included. Reactor only.
+func (c *Channel) Inflight() int { return c.inflight + c.nheld }
+
+// Held returns how many requests wait for the device to resume. Reactor
+// only.
+func (c *Channel) Held() int { return c.nheld }
 
 func (c *Channel) validate(req *Request) Status {
 	if c.stopped {
@@ -144,7 +184,35 @@ func (c *Channel) validate(req *Request) Status {
 
 func (c *Channel) finish(req *Request) {
 	c.stats.record(req, c.info.BlockSize, nowNs()-req.startNs)
+	c.inflight--
+	if c.inflight == 0 && c.drained != nil {
+		d := c.drained
+		c.drained = nil
+		d()
+	}
 	req.Callback(req)
+}
+
+// quiesce holds new requests and calls drained (on the reactor) once none
+// is in flight. Reactor only.
+func (c *Channel) quiesce(drained func()) {
+	c.hold = true
+	if c.inflight == 0 {
+		drained()
+		return
+	}
+	c.drained = drained
+}
+
+// resume takes the device's current Info and starts the requests held
+// meanwhile, in the order they came. Reactor only.
+func (c *Channel) resume() {
+	c.hold, c.drained = false, nil
+	c.info = c.dev.Info()
+	for req := c.held.Pop(); req != nil; req = c.held.Pop() {
+		c.nheld--
+		c.start(req)
+	}
 }
 
 // Close closes the channel; no request may be in flight. Reactor only.
@@ -152,6 +220,7 @@ func (c *Channel) Close() error {
 	if c.stopped {
 		return nil
 	}
+	invariants.Assert(c.Inflight() == 0, "bdev: channel closed with requests in flight")
 	c.stopped = true
 	if c.onClose != nil {
 		c.onClose()
@@ -261,46 +330,55 @@ func (s *channelStats) load() Stats {
 	return st
 }
 
-type statsTracker interface {
-	track(*channelStats) (untrack func())
+type tracker interface {
+	track(*Channel) (untrack func())
 }
 
-// Base carries what every device has: its Info and the statistics of its
-// channels, open and closed. Backends embed it.
+// Base carries what every device has: its Info, its open channels and the
+// statistics of every channel it had, and the quiesce and event machinery
+// built on them. Backends embed it.
 type Base struct {
-	info   Info
-	mu     sync.Mutex
-	open   map[*channelStats]struct{}
-	closed Stats // totals of channels already closed
+	mu       sync.Mutex
+	info     Info
+	open     map[*Channel]struct{}
+	closed   Stats // totals of channels already closed
+	quiesced bool
+	subs     map[int]func(Event)
+	nextSub  int
 }
 
 // NewBase returns a Base for info.
 func NewBase(info Info) Base {
-	return Base{info: info, open: make(map[*channelStats]struct{})}
+	return Base{info: info, open: make(map[*Channel]struct{}), subs: make(map[int]func(Event))}
 }
 
 // Info returns the device's description.
-func (b *Base) Info() Info { return b.info }
+func (b *Base) Info() Info {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.info
+}
 
 // Stats adds up every channel's statistics.
 func (b *Base) Stats() Stats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.closed
-	for cs := range b.open {
-		s = s.Add(cs.load())
+	for ch := range b.open {
+		s = s.Add(ch.stats.load())
 	}
 	return s
 }
 
-func (b *Base) track(cs *channelStats) func() {
+func (b *Base) track(ch *Channel) func() {
 	b.mu.Lock()
-	b.open[cs] = struct{}{}
+	b.open[ch] = struct{}{}
+	ch.hold = b.quiesced // opened while quiesced: held like the others
 	b.mu.Unlock()
 	return func() {
 		b.mu.Lock()
-		delete(b.open, cs)
-		b.closed = b.closed.Add(cs.load())
+		delete(b.open, ch)
+		b.closed = b.closed.Add(ch.stats.load())
 		b.mu.Unlock()
 	}
 }
@@ -310,6 +388,135 @@ func (b *Base) OpenChannels() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.open)
+}
+
+// ErrQuiesced reports a device quiesced already.
+var ErrQuiesced = errors.New("bdev: device already quiesced")
+
+// Quiesce holds every new request to the device, on every channel (those
+// opened meanwhile too), and returns once every request submitted before
+// it has finished: the point from which a reconfiguration (a resize, a
+// snapshot, a change of the layers below) sees no I/O in flight. Requests
+// submitted from then on wait, in order, until Resume. On ctx's end it
+// resumes and returns ctx's error. It must not be called from a reactor
+// (it waits for them).
+func (b *Base) Quiesce(ctx context.Context) error {
+	b.mu.Lock()
+	if b.quiesced {
+		b.mu.Unlock()
+		return ErrQuiesced
+	}
+	b.quiesced = true
+	chans := make([]*Channel, 0, len(b.open))
+	for ch := range b.open {
+		chans = append(chans, ch)
+	}
+	b.mu.Unlock()
+	drained := make(chan struct{}, len(chans))
+	for _, ch := range chans {
+		err := ch.r.Post(reactor.TaskFunc(func(*reactor.Reactor) {
+			ch.quiesce(func() { drained <- struct{}{} })
+		}))
+		if err != nil { // a stopped reactor has nothing in flight
+			drained <- struct{}{}
+		}
+	}
+	for range chans {
+		select {
+		case <-drained:
+		case <-ctx.Done():
+			b.Resume()
+			return fmt.Errorf("bdev %s: quiesce: %w", b.Info().Name, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// Resume lets I/O flow again after Quiesce: each channel takes the
+// device's current Info and starts the requests held meanwhile, in the
+// order they were submitted.
+func (b *Base) Resume() {
+	b.mu.Lock()
+	b.quiesced = false
+	chans := make([]*Channel, 0, len(b.open))
+	for ch := range b.open {
+		chans = append(chans, ch)
+	}
+	b.mu.Unlock()
+	for _, ch := range chans {
+		ch.r.Post(reactor.TaskFunc(func(*reactor.Reactor) { ch.resume() }))
+	}
+}
+
+// SetBlocks changes the device's size in blocks; it is for devices that
+// resize, while quiesced.
+func (b *Base) SetBlocks(blocks uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	invariants.Assert(b.quiesced, "bdev: resized while not quiesced")
+	b.info.Blocks = blocks
+}
+
+// EventKind says what happened to a device.
+type EventKind uint8
+
+const (
+	// EventResized: the device's size changed (Info has the new one).
+	EventResized EventKind = iota + 1
+	// EventRemoved: the device is going away; stop using it.
+	EventRemoved
+	// EventFaulted: the device can no longer do I/O (Err says why).
+	EventFaulted
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventResized:
+		return "resized"
+	case EventRemoved:
+		return "removed"
+	case EventFaulted:
+		return "faulted"
+	}
+	return "event?"
+}
+
+// Event is something that happened to a device, told to its consumers.
+type Event struct {
+	Kind EventKind
+	Info Info  // the device's Info after the event
+	Err  error // for EventFaulted
+}
+
+// Subscribe calls fn with every event of the device from now on, on the
+// goroutine that raises it (a control path, never a reactor's I/O path:
+// fn may block briefly, not on I/O). It returns the function that ends
+// the subscription.
+func (b *Base) Subscribe(fn func(Event)) (cancel func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	id := b.nextSub
+	b.nextSub++
+	b.subs[id] = fn
+	return func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		delete(b.subs, id)
+	}
+}
+
+// Notify tells every subscriber of ev (Info filled in here).
+func (b *Base) Notify(ev Event) {
+	b.mu.Lock()
+	ev.Info = b.info
+	fns := make([]func(Event), 0, len(b.subs))
+	for _, fn := range b.subs {
+		fns = append(fns, fn)
+	}
+	b.mu.Unlock()
+	for _, fn := range fns {
+		fn(ev)
+	}
 }
 
 // NewUUID returns a random (version 4) UUID.

@@ -12,5 +12,13 @@
 // size and aligned as the device needs. Failures come back as a Status, a
 // typed value the NVMe layer maps to its own status codes.
 //
+// A channel counts the requests it has in flight. Quiesce holds every new
+// request of a device, on all its channels, and returns once the requests
+// already submitted have finished: the one primitive a reconfiguration
+// (a resize, a snapshot, a change of the layers below) runs under; Resume
+// lets the held requests go, in order. Devices tell their consumers what
+// happens to them (resized, removed, faulted) through Subscribe, so that
+// nothing polls.
+//
 // Backends live in subpackages (null, malloc, file) and implement Device.
 package bdev

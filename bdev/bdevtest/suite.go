@@ -2,11 +2,13 @@ package bdevtest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -32,6 +34,7 @@ func Run(t *testing.T, newDev Factory, persistent bool) {
 	t.Run("Model", s.model)
 	t.Run("Stats", s.stats)
 	t.Run("ClosedChannel", s.closedChannel)
+	t.Run("QuiesceUnderLoad", s.quiesceUnderLoad)
 }
 
 type suite struct {
@@ -335,4 +338,126 @@ func (s *suite) closedChannel(t *testing.T) {
 	buf := Buffers(t, int(dev.Info().BlockSize))
 	require.Equal(t, bdev.StatusNotReady, c.Do(t, bdev.OpRead, 0, 1, buf))
 	require.NoError(t, dev.Close(), "a device closes once its channels are closed")
+}
+
+// loader keeps depth requests in flight on one channel, from its reactor:
+// each completion is checked and resubmitted with a new sequence number
+// until stop. Reactor-owned but for the counters read through Call.
+type loader struct {
+	ch        *bdev.Channel
+	reqs      []bdev.Request
+	next      uint64
+	done      map[uint64]bool
+	completed int
+	errs      []string
+	stop      bool
+	blocks    uint64
+}
+
+func (l *loader) submit(req *bdev.Request) {
+	l.next++
+	req.Tag = l.next
+	req.LBA = l.next * 7 % (l.blocks - 1)
+	if l.next%3 == 0 {
+		req.Op = bdev.OpWrite
+	} else {
+		req.Op = bdev.OpRead
+	}
+	l.ch.Submit(req)
+}
+
+func (l *loader) callback(req *bdev.Request) {
+	switch {
+	case l.done[req.Tag]:
+		l.errs = append(l.errs, fmt.Sprintf("request %d completed twice", req.Tag))
+	case req.Status != bdev.StatusOK:
+		l.errs = append(l.errs, fmt.Sprintf("request %d: %v", req.Tag, req.Status))
+	}
+	l.done[req.Tag] = true
+	l.completed++
+	if !l.stop {
+		l.submit(req)
+	}
+}
+
+// quiesceUnderLoad quiesces the device while every reactor keeps requests
+// in flight on it: when Quiesce returns, nothing submitted before it is
+// still in flight and nothing submitted after it has started; after
+// Resume the held requests run; no request is lost or completed twice.
+func (s *suite) quiesceUnderLoad(t *testing.T) {
+	dev := s.newDev(t)
+	g := Reactors(t)
+	bs := int(dev.Info().BlockSize)
+	const depth = 16
+	loaders := make([]*loader, g.Len())
+	bufs := Buffers(t, g.Len()*depth*bs)
+	for i := range loaders {
+		c := Open(t, dev, g.Get(i))
+		l := &loader{ch: c.Ch, reqs: make([]bdev.Request, depth), done: map[uint64]bool{}, blocks: dev.Info().Blocks}
+		for k := range l.reqs {
+			l.reqs[k] = bdev.Request{Blocks: 1, Buf: bufs[(i*depth+k)*bs : (i*depth+k+1)*bs], Callback: l.callback}
+		}
+		loaders[i] = l
+	}
+	onEach := func(f func(l *loader)) {
+		for i, l := range loaders {
+			require.NoError(t, g.Get(i).Call(func(*reactor.Reactor) error { f(l); return nil }))
+		}
+	}
+	onEach(func(l *loader) {
+		for k := range l.reqs {
+			l.submit(&l.reqs[k])
+		}
+	})
+	counts := func() (completed, inflight, held []int) {
+		onEach(func(l *loader) {
+			completed, inflight, held = append(completed, l.completed), append(inflight, l.ch.Inflight()), append(held, l.ch.Held())
+		})
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for round := range 3 {
+		time.Sleep(5 * time.Millisecond) // I/O under way
+		require.NoError(t, dev.Quiesce(ctx), "round %d", round)
+		quiet, inflight, held := counts()
+		for i := range held {
+			require.Equal(t, depth, held[i], "round %d reactor %d: every request is held", round, i)
+			require.Equal(t, depth, inflight[i], "round %d reactor %d: none is in flight beside them", round, i)
+		}
+		time.Sleep(10 * time.Millisecond)
+		later, _, _ := counts()
+		require.Equal(t, quiet, later, "round %d: nothing completes while quiesced", round)
+		require.ErrorIs(t, dev.Quiesce(ctx), bdev.ErrQuiesced)
+		dev.Resume()
+		require.Eventually(t, func() bool {
+			after, _, _ := counts()
+			for i := range after {
+				if after[i] < quiet[i]+depth {
+					return false
+				}
+			}
+			return true
+		}, 10*time.Second, time.Millisecond, "round %d: the held requests run after Resume", round)
+	}
+	onEach(func(l *loader) { l.stop = true })
+	require.Eventually(t, func() bool {
+		_, inflight, _ := counts()
+		for _, n := range inflight {
+			if n > 0 {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, time.Millisecond)
+	onEach(func(l *loader) {
+		for _, e := range l.errs {
+			t.Error(e)
+		}
+		for seq := uint64(1); seq <= l.next; seq++ {
+			if !l.done[seq] {
+				t.Errorf("request %d never completed", seq)
+			}
+		}
+	})
 }
