@@ -93,7 +93,6 @@ type livePool struct {
 type liveVolume struct {
 	dev     *part.Device // nil when its pool is faulted
 	err     error
-	retired bdev.Stats // statistics of devices replaced by resizes
 	samples [2]ioSample
 }
 

@@ -298,7 +298,8 @@ func TestShares(t *testing.T) {
 	require.ErrorIs(t, err, engine.ErrConflict)
 	require.ErrorContains(t, err, "remove the share first")
 
-	// Resizing a shared volume hands the target the larger device.
+	// A shared volume grows in place: the target's device is the same one,
+	// larger.
 	_, err = e.ResizeVolume(ctx, "v", 1<<20) // no-op
 	require.NoError(t, err)
 	require.NoError(t, e.DeleteVolume(ctx, "w"))
@@ -313,7 +314,7 @@ func TestShares(t *testing.T) {
 	require.ErrorIs(t, e.DeleteShare(ctx, "v"), engine.ErrNotFound)
 	require.Empty(t, f.x.NQNs())
 	require.NoError(t, e.DeleteVolume(ctx, "v"))
-	require.Equal(t, []string{"add nqn.2024-01.io.strata:v", "resize nqn.2024-01.io.strata:v", "remove nqn.2024-01.io.strata:v"}, f.x.Calls())
+	require.Equal(t, []string{"add nqn.2024-01.io.strata:v", "remove nqn.2024-01.io.strata:v"}, f.x.Calls())
 }
 
 func TestShareValidation(t *testing.T) {

@@ -10,8 +10,9 @@ import (
 // Exporter publishes volumes to hosts as NVMe-oF subsystems. The NVMe/TCP
 // target implements it; the engine calls it from its control path (never
 // concurrently: the engine serializes its mutations) and owns the devices
-// it hands over: they stay open from AddSubsystem until RemoveSubsystem (or
-// ResizeNamespace, for the device it replaces) has returned.
+// it hands over: they stay open from AddSubsystem until RemoveSubsystem
+// has returned. A device resized meanwhile tells the exporter itself
+// (bdev.EventResized), which tells connected hosts.
 //
 // Errors: an exporter may wrap ErrInvalid (a spec it cannot take) or
 // ErrConflict (say, a listener address in use by another program) so the
@@ -27,12 +28,6 @@ type Exporter interface {
 	// returns (the engine may close the devices next) and stops the
 	// listeners no other subsystem uses.
 	RemoveSubsystem(ctx context.Context, nqn string) error
-	// ResizeNamespace replaces the device behind namespace nsid of
-	// subsystem nqn with dev: a larger window on the same blocks (a volume
-	// grown in place), with the same identifiers. The exporter switches new
-	// I/O to dev, tells connected hosts (Namespace Attribute Changed), and
-	// closes its channels to the old device before it returns.
-	ResizeNamespace(ctx context.Context, nqn string, nsid uint32, dev bdev.Device) error
 	// Connections returns how many host connections (admin and I/O queue
 	// pairs) subsystem nqn has now; 0 for an unknown NQN. Safe to call at
 	// any time from any goroutine: status and metrics read it.

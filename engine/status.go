@@ -96,12 +96,12 @@ type VolumeIO struct {
 	Stats      bdev.Stats
 }
 
-// volumeStats returns a volume's totals over all its devices.
+// stats returns a volume's I/O totals (none while it is faulted).
 func (lv *liveVolume) stats() bdev.Stats {
 	if lv.dev == nil {
-		return lv.retired
+		return bdev.Stats{}
 	}
-	return lv.retired.Add(lv.dev.Stats())
+	return lv.dev.Stats()
 }
 
 // VolumeIO returns every volume's statistics, by name.

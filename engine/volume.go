@@ -163,8 +163,10 @@ func newSerial() string {
 
 // ResizeVolume grows a volume to sizeBytes in place: the blocks after it in
 // its pool must be free. Shrinking is refused (it would cut off data a
-// host may be using); the same size is a no-op. A shared volume's exporter
-// switches to the larger device before the new size is acknowledged.
+// host may be using); the same size is a no-op. The volume's device grows
+// under a quiesce, once the new extent is on disk: whoever has it open (a
+// share's target) sees the new size from its next I/O on, and hears of it
+// through the device's resize event.
 func (e *Engine) ResizeVolume(ctx context.Context, name string, sizeBytes uint64) (Volume, error) {
 	if err := e.begin(); err != nil {
 		return Volume{}, err
@@ -189,46 +191,27 @@ func (e *Engine) ResizeVolume(ctx context.Context, name string, sizeBytes uint64
 	case sizeBytes == cur:
 		return e.volumeView(name), nil
 	}
-	exported := e.shares[name] != nil && e.shares[name].exported
-	if n := lv.dev.OpenChannels(); n > 0 && !exported {
-		// Only a target may hold channels across a resize: it switches them
-		// to the new device. Anyone else would keep I/O on the old one.
-		return Volume{}, errorf(ErrConflict, "volume %q is in use: %d channels open", name, n)
-	}
 	more := sizeBytes/bs - v.Extent.Blocks
 	free, err := p.Free.Take(extent.Extent{Start: v.Extent.End(), Blocks: more})
 	if err != nil {
 		return Volume{}, errorf(ErrNoSpace, "volume %q cannot grow in place by %d bytes: %s", name, more*bs, e.whyNoRoomAfter(v, p))
 	}
-	poolDev := e.pools[v.Pool].dev
-	if err := unmapRange(poolDev, e.r, v.Extent.End(), more); err != nil {
+	if err := unmapRange(e.pools[v.Pool].dev, e.r, v.Extent.End(), more); err != nil {
 		return Volume{}, errorf(ErrDevice, "volume %q: clear the space it grows into: %w", name, err)
 	}
-	dev, err := part.New(name, poolDev, v.Extent.Start, v.Extent.Blocks+more, bdev.UUID(v.UUID))
-	if err != nil {
-		return Volume{}, fmt.Errorf("engine: volume %s: %w", name, err)
-	}
-	old := lv.dev
-	if exported {
-		if err := e.cfg.Exporter.ResizeNamespace(ctx, e.st.shares[name].NQN, VolumeNSID, dev); err != nil {
-			return Volume{}, errors.Join(exportError("resize namespace of "+name, err), dev.Close())
-		}
-	}
+	// The extent is on disk before any host can write into it.
+	prev := e.st
 	next := e.st.clone()
 	p.Free = free
 	next.pools[v.Pool] = p
 	v.Extent.Blocks += more
 	next.volumes[name] = v
 	if err := e.commit(next); err != nil {
-		if exported {
-			err = errors.Join(err, e.cfg.Exporter.ResizeNamespace(ctx, e.st.shares[name].NQN, VolumeNSID, old))
-		}
-		return Volume{}, errors.Join(err, dev.Close())
+		return Volume{}, err
 	}
-	lv.retired = lv.retired.Add(old.Stats())
-	lv.dev = dev
-	if err := old.Close(); err != nil {
-		e.log.Error("volume resized, but its old device did not close", "volume", name, "err", err)
+	if err := lv.dev.Resize(ctx, v.Extent.Blocks); err != nil {
+		// Nothing used the extent: give it back.
+		return Volume{}, errors.Join(errorf(ErrDevice, "volume %q: %w", name, err), e.commit(prev))
 	}
 	e.log.Info("volume resized", "volume", name, "from_bytes", cur, "to_bytes", sizeBytes)
 	return e.volumeView(name), nil

@@ -21,6 +21,7 @@
 package part
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -69,6 +70,28 @@ func New(name string, base bdev.Device, offsetBlocks, blocks uint64, uuid bdev.U
 		base:         base,
 		offsetBlocks: offsetBlocks,
 	}, nil
+}
+
+// Resize moves the window's end so that it holds blocks blocks, in place:
+// the start and the identifiers stay, I/O is quiesced around the change
+// (requests held meanwhile are checked against the new size), and
+// consumers get an EventResized. Shrinking cuts off access to the tail,
+// not its data.
+func (d *Device) Resize(ctx context.Context, blocks uint64) error {
+	in := d.base.Info()
+	if blocks == 0 || blocks > in.Blocks-d.offsetBlocks {
+		return fmt.Errorf("%w: blocks [%d, %d+%d) of %s, which has %d", ErrWindow, d.offsetBlocks, d.offsetBlocks, blocks, in.Name, in.Blocks)
+	}
+	if blocks == d.Info().Blocks {
+		return nil
+	}
+	if err := d.Quiesce(ctx); err != nil {
+		return fmt.Errorf("part %s: resize: %w", d.Info().Name, err)
+	}
+	d.SetBlocks(blocks)
+	d.Resume()
+	d.Notify(bdev.Event{Kind: bdev.EventResized})
+	return nil
 }
 
 // BaseDevice returns the device the window is cut from.

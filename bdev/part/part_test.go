@@ -187,3 +187,42 @@ func TestIOPathAllocatesNothing(t *testing.T) {
 	c := bdevtest.Open(t, d, bdevtest.Reactors(t).Get(0))
 	bdevtest.RequireNoAllocs(t, c, []bdev.Op{bdev.OpWrite, bdev.OpRead, bdev.OpFlush, bdev.OpUnmap}, 1, 1024, bdevtest.Buffers(t, 4096))
 }
+
+// A window grows and shrinks in place under I/O: requests in flight finish,
+// those submitted meanwhile are held and then checked against the new
+// size, consumers hear of it, and data stays where it was.
+func TestResizeInPlace(t *testing.T) {
+	base := mallocBase(t, 16<<20, 512)
+	d := window(t, base, 100, 1000)
+	c := bdevtest.Open(t, d, bdevtest.Reactors(t).Get(0))
+	buf := bdevtest.Buffers(t, 512)
+	bdevtest.Fill(buf, 9)
+	require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpWrite, 999, 1, buf))
+	require.Equal(t, bdev.StatusInvalidRange, c.Do(t, bdev.OpRead, 1000, 1, buf))
+	var events []bdev.Event
+	cancel := d.Subscribe(func(ev bdev.Event) { events = append(events, ev) })
+	defer cancel()
+
+	// A request submitted while quiesced waits, and meets the new size.
+	require.NoError(t, d.Quiesce(t.Context()))
+	held := c.Start(bdev.OpRead, 1500, 1, bdevtest.Buffers(t, 512))
+	d.SetBlocks(2000)
+	d.Resume()
+	require.Equal(t, bdev.StatusOK, held.Wait(t), "checked against the size it resumed with")
+
+	require.NoError(t, d.Resize(t.Context(), 3000))
+	require.EqualValues(t, 3000, d.Info().Blocks)
+	require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpRead, 2999, 1, bdevtest.Buffers(t, 512)))
+	got := bdevtest.Buffers(t, 512)
+	require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpRead, 999, 1, got))
+	require.Equal(t, []byte(buf), []byte(got), "data stays where it was")
+	require.NoError(t, d.Resize(t.Context(), 1000))
+	require.Equal(t, bdev.StatusInvalidRange, c.Do(t, bdev.OpRead, 1000, 1, got))
+	require.Len(t, events, 2)
+	require.Equal(t, bdev.EventResized, events[0].Kind)
+	require.EqualValues(t, 3000, events[0].Info.Blocks)
+	require.EqualValues(t, 1000, events[1].Info.Blocks)
+
+	require.ErrorIs(t, d.Resize(t.Context(), 16<<20/512), ErrWindow, "past the base's end")
+	require.ErrorIs(t, d.Resize(t.Context(), 0), ErrWindow)
+}

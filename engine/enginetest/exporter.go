@@ -135,30 +135,6 @@ func (x *Exporter) RemoveSubsystem(_ context.Context, nqn string) error {
 	return x.closeChannel(nqn)
 }
 
-// ResizeNamespace implements engine.Exporter.
-func (x *Exporter) ResizeNamespace(_ context.Context, nqn string, nsid uint32, dev bdev.Device) error {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	x.calls = append(x.calls, "resize "+nqn)
-	if err := x.takeFail(); err != nil {
-		return err
-	}
-	spec, ok := x.subs[nqn]
-	if !ok || nsid != spec.Namespaces[0].NSID {
-		return fmt.Errorf("fake target: no namespace %d in %s", nsid, nqn)
-	}
-	if err := x.closeChannel(nqn); err != nil {
-		return err
-	}
-	if err := x.openChannel(nqn, dev); err != nil {
-		return err
-	}
-	spec.Namespaces = slices.Clone(spec.Namespaces)
-	spec.Namespaces[0].Device = dev
-	x.subs[nqn] = spec
-	return nil
-}
-
 // Controllers implements engine.Exporter.
 func (x *Exporter) Controllers(nqn string) int {
 	x.mu.Lock()

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/strata-storage/strata/bdev"
 	"github.com/strata-storage/strata/engine"
 	"github.com/strata-storage/strata/nvmeof/target"
 )
@@ -173,22 +172,6 @@ func (x *targetExporter) RemoveSubsystem(ctx context.Context, nqn string) error 
 		x.release(addr)
 	}
 	return nil
-}
-
-// ResizeNamespace implements engine.Exporter.
-func (x *targetExporter) ResizeNamespace(ctx context.Context, nqn string, nsid uint32, dev bdev.Device) error {
-	x.mu.Lock()
-	sub, ok := x.subs[nqn]
-	x.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("%w: subsystem %s is not exported", engine.ErrInvalid, nqn)
-	}
-	i := slices.IndexFunc(sub.namespaces, func(ns engine.NamespaceSpec) bool { return ns.NSID == nsid })
-	if i < 0 {
-		return fmt.Errorf("%w: subsystem %s has no namespace %d", engine.ErrInvalid, nqn, nsid)
-	}
-	ns := sub.namespaces[i]
-	return x.t.ReplaceNamespace(ctx, nqn, target.Namespace{ID: nsid, Device: dev, UUID: ns.UUID, NGUID: ns.NGUID})
 }
 
 // Connections implements engine.Exporter.

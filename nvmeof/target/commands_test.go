@@ -84,39 +84,53 @@ func TestFlushZeroesDeallocateCompare(t *testing.T) {
 func TestAsyncEventOnNamespaceAdded(t *testing.T) {
 	f := newFixture(t, nil)
 	c := connect(t, f, host.Config{})
-	cfg := nvme.Command(make([]byte, 64))
-	cfg.SetOpcode(nvme.AdminSetFeatures)
-	cfg.SetCDW(10, nvme.FeatAsyncEventConfig)
-	cfg.SetCDW(11, 1<<8)
-	_, err := c.Admin().Exec(ctx(t), cfg, nil, false)
-	require.NoError(t, err)
-
-	var aer host.Request
-	aerCmd := nvme.Command(make([]byte, 64))
-	aerCmd.SetOpcode(nvme.AdminAsyncEvent)
-	aer.SetCommand(aerCmd, nil, false)
-	done := make(chan struct{})
-	aer.Callback = func(*host.Request) { close(done) }
-	c.Admin().Submit(&aer)
+	enableNamespaceEvents(t, c)
+	aer := submitAER(c)
 
 	dev, err := malloc.New("ns2", 1<<20, 512)
 	require.NoError(t, err)
 	t.Cleanup(func() { dev.Close() })
 	require.NoError(t, f.t.AddNamespace(testNQN, target.Namespace{ID: 2, Device: dev}))
 	select {
-	case <-done:
+	case <-aer.done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("no asynchronous event")
 	}
-	require.True(t, aer.Status.OK())
-	require.EqualValues(t, nvme.AsyncEventNotice, aer.DW0&7)
-	require.EqualValues(t, nvme.LogChangedNSList, aer.DW0>>16&0xff)
+	require.True(t, aer.req.Status.OK())
+	require.EqualValues(t, nvme.AsyncEventNotice, aer.req.DW0&7)
+	require.EqualValues(t, nvme.LogChangedNSList, aer.req.DW0>>16&0xff)
 	log, err := c.Admin().GetLogPage(ctx(t), nvme.LogChangedNSList, 4096, 0)
 	require.NoError(t, err)
 	require.EqualValues(t, 2, binary.LittleEndian.Uint32(log))
 	ids, err := c.Namespaces(ctx(t))
 	require.NoError(t, err)
 	require.Equal(t, []uint32{1, 2}, ids)
+}
+
+// enableNamespaceEvents turns on Namespace Attribute Notices.
+func enableNamespaceEvents(t *testing.T, c *host.Controller) {
+	cfg := nvme.Command(make([]byte, 64))
+	cfg.SetOpcode(nvme.AdminSetFeatures)
+	cfg.SetCDW(10, nvme.FeatAsyncEventConfig)
+	cfg.SetCDW(11, 1<<8)
+	_, err := c.Admin().Exec(ctx(t), cfg, nil, false)
+	require.NoError(t, err)
+}
+
+// pendingAER is an Asynchronous Event Request; done closes when answered.
+type pendingAER struct {
+	req  host.Request
+	done chan struct{}
+}
+
+func submitAER(c *host.Controller) *pendingAER {
+	a := &pendingAER{done: make(chan struct{})}
+	cmd := nvme.Command(make([]byte, 64))
+	cmd.SetOpcode(nvme.AdminAsyncEvent)
+	a.req.SetCommand(cmd, nil, false)
+	a.req.Callback = func(*host.Request) { close(a.done) }
+	c.Admin().Submit(&a.req)
+	return a
 }
 
 func TestAdminCommands(t *testing.T) {

@@ -260,7 +260,7 @@ func (c *Controller) flushAll() {
 	}
 	for _, nsid := range c.sub.namespaceIDs() {
 		if ns := c.sub.namespace(nsid); ns != nil {
-			if err := flushNamespace(c.t, c.sub, ns); err != nil {
+			if err := flushNamespace(ns); err != nil {
 				c.admin.log.Warn("flush on shutdown", "nsid", nsid, "err", err)
 			}
 		}

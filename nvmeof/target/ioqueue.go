@@ -396,15 +396,8 @@ func (q *ioQueue) execute(cmd *command) {
 	q.submit(cmd)
 }
 
-// submit sends cmd.req to its namespace's channel on this reactor, moving
-// to the namespace's current device if the one looked up was replaced.
+// submit sends cmd.req to its namespace's channel on this reactor.
 func (q *ioQueue) submit(cmd *command) {
-	if cmd.ns.retired.Load() {
-		if ns := q.ctrl.sub.namespace(cmd.ns.ID); ns != nil {
-			cmd.ns = ns
-		}
-	}
-	cmd.ns.inflight[q.rid]++
 	cmd.ns.channels[q.rid].Submit(&cmd.req)
 }
 
@@ -429,7 +422,6 @@ func (q *ioQueue) nextDeallocate(cmd *command) {
 // ioDone is every command's bdev callback, on the reactor.
 func (q *ioQueue) ioDone(req *bdev.Request) {
 	cmd := &q.cmds[req.Tag]
-	cmd.ns.inflight[q.rid]--
 	st := statusOf(req)
 	sqe := nvme.Command(cmd.sqe[:])
 	switch {
@@ -533,27 +525,12 @@ func (q *ioQueue) queueR2T(cmd *command) {
 }
 
 // flushNamespace flushes a namespace's device from a control path, on
-// reactor 0's channel. Like a command it counts as in flight there, and a
-// namespace replaced meanwhile is looked up again, so ReplaceNamespace
-// never closes a channel under it.
-func flushNamespace(t *Target, sub *Subsystem, ns *nsState) error {
+// reactor 0's channel.
+func flushNamespace(ns *nsState) error {
 	done := make(chan bdev.Status, 1)
-	req := &bdev.Request{Op: bdev.OpFlush}
-	r := ns.channels[0].Reactor()
-	err := r.Post(reactor.TaskFunc(func(*reactor.Reactor) {
-		if ns.retired.Load() {
-			if cur := sub.namespace(ns.ID); cur != nil {
-				ns = cur
-			}
-		}
-		ns.inflight[0]++
-		req.Callback = func(r *bdev.Request) {
-			ns.inflight[0]--
-			done <- r.Status
-		}
-		ns.channels[0].Submit(req)
-	}))
-	if err != nil {
+	req := &bdev.Request{Op: bdev.OpFlush, Callback: func(r *bdev.Request) { done <- r.Status }}
+	ch := ns.channels[0]
+	if err := ch.Reactor().Post(reactor.TaskFunc(func(*reactor.Reactor) { ch.Submit(req) })); err != nil {
 		return err
 	}
 	return (<-done).Err()

@@ -148,12 +148,8 @@ type Subsystem struct {
 // nsState is a namespace with its per-reactor channels.
 type nsState struct {
 	Namespace
-	channels []*bdev.Channel // by reactor ID
-	// retired is set when the namespace's device was replaced: reactors
-	// look the namespace up again instead of using these channels.
-	retired atomic.Bool
-	// inflight counts requests on channels[r], written only by reactor r.
-	inflight []int
+	channels    []*bdev.Channel // by reactor ID
+	unsubscribe func()          // ends the watch of the device's events
 }
 
 func newSubsystem(cfg SubsystemConfig) *Subsystem {
@@ -297,23 +293,6 @@ func (s *Subsystem) waitControllers(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// replaceNamespace swaps the namespace with ns.ID for ns; it returns the
-// old one, or nil if there was none.
-func (s *Subsystem) replaceNamespace(ns *nsState) *nsState {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	list := s.nsList()
-	i, found := slices.BinarySearchFunc(list, ns.ID, cmpNSID)
-	if !found {
-		return nil
-	}
-	old := list[i]
-	next := slices.Clone(list)
-	next[i] = ns
-	s.namespaces.Store(&next)
-	return old
 }
 
 // connections counts the subsystem's open queues (admin and I/O).

@@ -157,6 +157,7 @@ func (t *Target) AddSubsystem(cfg SubsystemConfig) error {
 			return err
 		}
 		s.insertNamespace(st)
+		t.watch(s, st)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -174,7 +175,7 @@ func (t *Target) openNamespace(ns Namespace) (*nsState, error) {
 	if err := validNamespace(ns); err != nil {
 		return nil, err
 	}
-	st := &nsState{Namespace: ns, channels: make([]*bdev.Channel, t.g.Len()), inflight: make([]int, t.g.Len())}
+	st := &nsState{Namespace: ns, channels: make([]*bdev.Channel, t.g.Len())}
 	for i, r := range t.g.Reactors() {
 		ch, err := bdev.Open(ns.Device, r)
 		if err != nil {
@@ -188,6 +189,9 @@ func (t *Target) openNamespace(ns Namespace) (*nsState, error) {
 
 func closeNamespaces(g *reactor.Group, nss []*nsState) {
 	for _, ns := range nss {
+		if ns.unsubscribe != nil {
+			ns.unsubscribe()
+		}
 		for i, ch := range ns.channels {
 			if ch != nil {
 				g.Get(i).Call(func(*reactor.Reactor) error { return ch.Close() })
@@ -237,50 +241,25 @@ func (t *Target) AddNamespace(subNQN string, ns Namespace) error {
 		closeNamespaces(t.g, []*nsState{st})
 		return fmt.Errorf("%w: %d", ErrNamespaceExists, ns.ID)
 	}
+	t.watch(s, st)
 	s.namespaceChanged(ns.ID)
 	return nil
 }
 
-// ReplaceNamespace puts a new device behind namespace ns.ID (a volume
-// grown in place keeps its identifiers): new commands go to it at once,
-// commands in flight finish on the old device, whose channels are closed
-// before this returns. Hosts are told the namespace changed.
-func (t *Target) ReplaceNamespace(ctx context.Context, subNQN string, ns Namespace) error {
-	s, err := t.subsystem(subNQN)
-	if err != nil {
-		return err
-	}
-	st, err := t.openNamespace(ns)
-	if err != nil {
-		return err
-	}
-	old := s.replaceNamespace(st)
-	if old == nil {
-		closeNamespaces(t.g, []*nsState{st})
-		return fmt.Errorf("%w: %d", ErrNoNamespace, ns.ID)
-	}
-	old.retired.Store(true)
-	// Wait until no reactor has a request on the old channels. Commands
-	// that reach a reactor from now on see retired and look up the new one.
-	for i, r := range t.g.Reactors() {
-		for {
-			busy := false
-			if err := r.Call(func(*reactor.Reactor) error { busy = old.inflight[i] > 0; return nil }); err != nil {
-				return err
-			}
-			if !busy {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("target: replacing namespace %d: %w", ns.ID, ctx.Err())
-			case <-time.After(time.Millisecond):
-			}
+// watch follows the events of a namespace's device: a resize is told to
+// the subsystem's hosts (Namespace Attribute Changed; Identify reads the
+// device's size as it is), a fault or removal is logged, as the device
+// fails the commands that reach it.
+func (t *Target) watch(s *Subsystem, ns *nsState) {
+	ns.unsubscribe = ns.Device.Subscribe(func(ev bdev.Event) {
+		switch ev.Kind {
+		case bdev.EventResized:
+			t.log.Info("namespace resized", "subsystem", s.NQN(), "nsid", ns.ID, "blocks", ev.Info.Blocks)
+			s.namespaceChanged(ns.ID)
+		default:
+			t.log.Warn("namespace device "+ev.Kind.String(), "subsystem", s.NQN(), "nsid", ns.ID, "err", ev.Err)
 		}
-	}
-	closeNamespaces(t.g, []*nsState{old})
-	s.namespaceChanged(ns.ID)
-	return nil
+	})
 }
 
 // Controllers returns the number of controllers of subsystem subNQN.
@@ -313,20 +292,6 @@ func (t *Target) CloseListener(addr string) error {
 		return fmt.Errorf("target: not listening on %s", addr)
 	}
 	return l.ln.Close()
-}
-
-// NamespaceResized tells a subsystem's hosts that a namespace's size
-// changed (the device already reports the new size).
-func (t *Target) NamespaceResized(subNQN string, nsid uint32) error {
-	s, err := t.subsystem(subNQN)
-	if err != nil {
-		return err
-	}
-	if s.namespace(nsid) == nil {
-		return fmt.Errorf("%w: %d", ErrNoNamespace, nsid)
-	}
-	s.namespaceChanged(nsid)
-	return nil
 }
 
 func (t *Target) subsystem(name string) (*Subsystem, error) {
