@@ -20,5 +20,11 @@
 // happens to them (resized, removed, faulted) through Subscribe, so that
 // nothing polls.
 //
+// Layers stack: a device over others (a window of a pool, a thin store, a
+// mirror) passes a request down as child requests from a per-channel
+// stock (Children), one or several, to one device or several; the request
+// finishes when its children have, with the first error among them. A
+// child skips the validation its parent passed, and shares its clock.
+//
 // Backends live in subpackages (null, malloc, file) and implement Device.
 package bdev

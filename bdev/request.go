@@ -59,6 +59,11 @@ type Request struct {
 	// Next links requests in backend queues (a backend's to use while it
 	// owns the request).
 	Next *Request
+
+	// A child request (see Children) completes into parent, which has
+	// pending children not yet finished.
+	parent  *Request
+	pending int32
 }
 
 // Run completes the request on its reactor; backends hand it to
@@ -108,4 +113,52 @@ func (q *RequestQueue) Pop() *Request {
 	}
 	req.Next = nil
 	return req
+}
+
+// Children is a layer's stock of child requests on one channel: how a
+// device stacked on others passes a request down (one child, its span
+// moved), splits it (several children over parts of its span) or fans it
+// out (one child per device below). A child completes into its parent:
+// the parent finishes once all its children have, with the first error
+// any of them had. The stock grows to the most children in flight at once
+// and stays there: nothing allocates per request once warm.
+//
+// Children are submitted to the channels below with Channel.Submit; they
+// skip the validation their parent passed (the layer answers for their
+// spans) and share its clock reading. Reactor-owned, like the channel.
+type Children struct {
+	free []*Request
+	done func(*Request)
+}
+
+// Get returns a child of parent with nothing set but its link to parent:
+// fill Op, LBA, Blocks, Buf and FUA, then submit it. Every child got must
+// be submitted, before the layer's Submit returns.
+func (cs *Children) Get(parent *Request) *Request {
+	var c *Request
+	if n := len(cs.free); n > 0 {
+		c = cs.free[n-1]
+		cs.free = cs.free[:n-1]
+	} else {
+		if cs.done == nil {
+			cs.done = cs.childDone // one method value for the stock's life
+		}
+		c = &Request{Callback: cs.done}
+	}
+	c.parent = parent
+	parent.pending++
+	return c
+}
+
+// childDone folds a finished child into its parent and takes it back.
+func (cs *Children) childDone(c *Request) {
+	p := c.parent
+	if c.Status != StatusOK && p.Status == StatusOK {
+		p.Status, p.Errno = c.Status, c.Errno
+	}
+	c.parent, c.Buf = nil, nil // the buffer is the parent's caller's
+	cs.free = append(cs.free, c)
+	if p.pending--; p.pending == 0 {
+		p.ch.finish(p)
+	}
 }

@@ -3,14 +3,10 @@
 // engine carves volumes out of pools with it.
 //
 // Forwarding: a channel of a part device opens a channel of the base device
-// on the same reactor and hands each request to it through a wrapper
-// request taken from a table allocated when the channel opens. The caller's
-// request itself cannot be passed down with its LBA shifted and restored
-// later: bdev.Channel.Submit binds the request to the channel it is
-// submitted to (for statistics and for completing it), and that binding is
-// not ours to restore. With the table nothing on the I/O path allocates.
-// When every wrapper is in flight, further requests wait in a FIFO linked
-// through Request.Next and start as wrappers come back.
+// on the same reactor and passes each request down as a child request
+// (bdev.Children) with its span moved by the window's offset; the child
+// completes the caller's request. Nothing on the I/O path allocates once
+// the stock of children has grown to the most requests in flight.
 //
 // Only requests that passed the part channel's validation (which checks the
 // span against the window's size) reach the base, so I/O outside the window
@@ -31,11 +27,6 @@ import (
 
 // Product is the Info.Product of part devices.
 const Product = "part"
-
-// MaxInflight is how many requests one channel forwards to the base at once;
-// more wait in the channel's queue. It matches the reactor's default ring
-// size, the bound the file backend works under anyway.
-const MaxInflight = reactor.DefaultRingEntries
 
 // ErrWindow reports a window that does not fit its base device.
 var ErrWindow = errors.New("part: window outside the base device")
@@ -100,21 +91,13 @@ func (d *Device) BaseDevice() bdev.Device { return d.base }
 // OffsetBlocks returns where the window starts on the base device.
 func (d *Device) OffsetBlocks() uint64 { return d.offsetBlocks }
 
-// OpenBackend opens a channel of the base device on r and the table of
-// wrapper requests. Called on r.
+// OpenBackend opens a channel of the base device on r. Called on r.
 func (d *Device) OpenBackend(r *reactor.Reactor) (bdev.Backend, error) {
 	ch, err := bdev.OpenOnReactor(d.base, r)
 	if err != nil {
 		return nil, err
 	}
-	b := &backend{ch: ch, offsetBlocks: d.offsetBlocks, slots: make([]slot, MaxInflight), free: make([]*slot, 0, MaxInflight)}
-	for i := range b.slots {
-		s := &b.slots[i]
-		s.b = b
-		s.inner.Callback = s.done // a method value made once, here
-		b.free = append(b.free, s)
-	}
-	return b, nil
+	return &backend{ch: ch, offsetBlocks: d.offsetBlocks}, nil
 }
 
 // Close releases the device; its channels must be closed first. The base
@@ -130,56 +113,17 @@ func (d *Device) Close() error {
 type backend struct {
 	ch           *bdev.Channel // the base device's channel on this reactor
 	offsetBlocks uint64
-	slots        []slot
-	free         []*slot
-	// waiting holds requests that found no free slot.
-	waiting bdev.RequestQueue
-}
-
-// slot is a wrapper request forwarding one caller request to the base.
-type slot struct {
-	b     *backend
-	inner bdev.Request
-	outer *bdev.Request
+	children     bdev.Children
 }
 
 func (b *backend) Submit(req *bdev.Request) {
-	if !b.waiting.Empty() || len(b.free) == 0 {
-		b.waiting.Push(req)
-		return
-	}
-	b.forward(req)
-}
-
-// forward sends req to the base through a free slot; one must be free.
-func (b *backend) forward(req *bdev.Request) {
-	n := len(b.free)
-	s := b.free[n-1]
-	b.free = b.free[:n-1]
-	s.outer = req
-	in := &s.inner
-	in.Op, in.Blocks, in.Buf, in.FUA = req.Op, req.Blocks, req.Buf, req.FUA
-	in.LBA = req.LBA + b.offsetBlocks
+	c := b.children.Get(req)
+	c.Op, c.Blocks, c.Buf, c.FUA = req.Op, req.Blocks, req.Buf, req.FUA
+	c.LBA = req.LBA + b.offsetBlocks
 	if req.Op == bdev.OpFlush {
-		in.LBA = req.LBA // flush has no span; pass it through untouched
+		c.LBA = 0 // a flush has no span
 	}
-	b.ch.Submit(in)
-}
-
-// done completes the caller's request with the base's outcome. It runs on
-// the reactor from the base's completion path, never inside Submit.
-func (s *slot) done(in *bdev.Request) {
-	b, outer := s.b, s.outer
-	s.outer = nil
-	in.Buf = nil // the caller's buffer is theirs again
-	b.free = append(b.free, s)
-	outer.Errno = in.Errno
-	outer.Complete(in.Status)
-	// Start queued requests; done may itself have been reentered through
-	// the outer callback, which may have queued more.
-	for !b.waiting.Empty() && len(b.free) > 0 {
-		b.forward(b.waiting.Pop())
-	}
+	b.ch.Submit(c)
 }
 
 // Close closes the base channel; no request is in flight.

@@ -54,6 +54,22 @@ func TestConformanceOnMalloc512(t *testing.T) {
 	}, true)
 }
 
+// Stacks: the conformance suite over layers over layers, each passing
+// requests down as children (split into several by Split).
+func TestConformanceSplitOverPartOverFile(t *testing.T) {
+	bdevtest.Run(t, func(t *testing.T) bdev.Device {
+		base := fileBase(t, 64<<20)
+		return bdevtest.NewSplit("split", window(t, base, 2048, (20<<20)/4096), 3)
+	}, true)
+}
+
+func TestConformanceSplitOverSplitOverPart(t *testing.T) {
+	bdevtest.Run(t, func(t *testing.T) bdev.Device {
+		base := mallocBase(t, 48<<20, 512)
+		return bdevtest.NewSplit("outer", bdevtest.NewSplit("inner", window(t, base, 77, (16<<20)/512), 2), 5)
+	}, true)
+}
+
 func TestConformanceOnFile(t *testing.T) {
 	bdevtest.Run(t, func(t *testing.T) bdev.Device {
 		base := fileBase(t, 64<<20)
@@ -144,13 +160,14 @@ func TestIOOutsideWindowNeverReachesBase(t *testing.T) {
 	}
 }
 
-// More requests than wrapper slots at once: the surplus waits and every
-// request completes with the right data.
-func TestQueueBeyondMaxInflight(t *testing.T) {
+// Many requests at once, more than a reactor's ring holds: the stock of
+// children grows to them, every request completes with the right data,
+// and each reaches the base once.
+func TestManyInFlight(t *testing.T) {
 	b := mallocBase(t, 16<<20, 512)
-	d := window(t, b, 7, 4*MaxInflight)
+	const n = 3 * reactor.DefaultRingEntries
+	d := window(t, b, 7, 4*n)
 	c := bdevtest.Open(t, d, bdevtest.Reactors(t).Get(0))
-	const n = 3 * MaxInflight
 	buf := bdevtest.Buffers(t, n*512)
 	bdevtest.Fill(buf, 9)
 	var ps []bdevtest.Pending
