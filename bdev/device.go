@@ -8,6 +8,7 @@ import (
 	"math/bits"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/cpu"
 
@@ -70,6 +71,18 @@ type Backend interface {
 	Close() error
 }
 
+// Aborter is a Backend of a device that can hang (a remote device, a
+// drive): requests it has not finished within Timeout are aborted. Abort
+// must finish req soon, and exactly once: with StatusAborted when it
+// stopped it, or with its outcome when that came first. Until then the
+// request and its buffer stay the backend's: an abort never lets a late
+// completion write into memory its caller has taken back.
+type Aborter interface {
+	Backend
+	Timeout() time.Duration // 0: none
+	Abort(req *Request)
+}
+
 // Channel is a device's I/O path on one reactor. Use it only there.
 type Channel struct {
 	dev     Device
@@ -89,7 +102,22 @@ type Channel struct {
 	held    RequestQueue
 	nheld   int
 	drained func()
+
+	// With a timeout (the backend is an Aborter), requests in flight are
+	// listed oldest first, and a timer sweeps the list while it is not
+	// empty.
+	aborter          Aborter
+	timeoutNs        int64
+	oldest, youngest *Request
+	sweep            sweepTask
+	sweepArmed       bool
+	sweepTimer       *time.Timer
 }
+
+// sweepTask aborts a channel's requests past their timeout.
+type sweepTask struct{ c *Channel }
+
+func (t *sweepTask) Run(*reactor.Reactor) { t.c.sweepOld() }
 
 // Open opens a channel to dev on reactor r. It may be called from any
 // goroutine but not from r itself (it waits for r).
@@ -110,6 +138,10 @@ func OpenOnReactor(dev Device, r *reactor.Reactor) (*Channel, error) {
 		return nil, fmt.Errorf("bdev %s: open channel on reactor %d: %w", dev.Info().Name, r.ID(), err)
 	}
 	ch := &Channel{dev: dev, info: dev.Info(), backend: b, r: r, stats: new(channelStats)}
+	ch.sweep.c = ch
+	if a, ok := b.(Aborter); ok && a.Timeout() > 0 {
+		ch.aborter, ch.timeoutNs = a, int64(a.Timeout())
+	}
 	if t, ok := dev.(tracker); ok {
 		ch.onClose = t.track(ch)
 	}
@@ -138,6 +170,7 @@ func (c *Channel) Submit(req *Request) {
 
 func (c *Channel) start(req *Request) {
 	c.inflight++
+	st := StatusOK
 	if p := req.parent; p != nil {
 		// A child: its layer checked the parent and made the child's span.
 		// One validation and one clock reading per stack.
@@ -145,11 +178,14 @@ func (c *Channel) start(req *Request) {
 		if invariants.Enabled {
 			invariants.Assert(c.validate(req) == StatusOK, "bdev: a layer made a child request its device refuses")
 		}
-		c.backend.Submit(req)
-		return
+	} else {
+		req.startNs = nowNs()
+		st = c.validate(req)
 	}
-	req.startNs = nowNs()
-	if st := c.validate(req); st != StatusOK {
+	if c.aborter != nil {
+		c.track(req)
+	}
+	if st != StatusOK {
 		req.Status = st
 		c.r.Defer(req)
 		return
@@ -193,6 +229,9 @@ func (c *Channel) validate(req *Request) Status {
 }
 
 func (c *Channel) finish(req *Request) {
+	if c.aborter != nil {
+		c.untrack(req)
+	}
 	c.stats.record(req, c.info.BlockSize, nowNs()-req.startNs)
 	c.inflight--
 	if c.inflight == 0 && c.drained != nil {
@@ -201,6 +240,75 @@ func (c *Channel) finish(req *Request) {
 		d()
 	}
 	req.Callback(req)
+}
+
+// track lists a request in flight on a channel with a timeout, and arms
+// the sweep.
+func (c *Channel) track(req *Request) {
+	req.timedOut, req.nextOld, req.prevOld = false, nil, c.youngest
+	if c.youngest != nil {
+		c.youngest.nextOld = req
+	} else {
+		c.oldest = req
+	}
+	c.youngest = req
+	if !c.sweepArmed {
+		c.armSweep()
+	}
+}
+
+func (c *Channel) untrack(req *Request) {
+	if req.prevOld != nil {
+		req.prevOld.nextOld = req.nextOld
+	} else if c.oldest == req {
+		c.oldest = req.nextOld
+	}
+	if req.nextOld != nil {
+		req.nextOld.prevOld = req.prevOld
+	} else if c.youngest == req {
+		c.youngest = req.prevOld
+	}
+	req.prevOld, req.nextOld = nil, nil
+	if req.timedOut && req.Status == StatusAborted {
+		req.Status = StatusTimeout
+	}
+}
+
+// sweepEvery is how often a channel with a timeout looks for overdue
+// requests, as a fraction of the timeout: a request is aborted between one
+// and 1+1/sweepEvery timeouts after it started.
+const sweepEvery = 4
+
+// armSweep has a timer hand the reactor the sweep: a reactor has no timers
+// of its own, and sleeps while its requests are out.
+func (c *Channel) armSweep() {
+	c.sweepArmed = true
+	d := time.Duration(c.timeoutNs / sweepEvery)
+	if c.sweepTimer == nil {
+		c.sweepTimer = time.AfterFunc(d, func() { c.r.Post(&c.sweep) })
+		return
+	}
+	c.sweepTimer.Reset(d)
+}
+
+// sweepOld aborts the requests in flight past the timeout, oldest first.
+func (c *Channel) sweepOld() {
+	c.sweepArmed = false
+	if c.stopped {
+		return
+	}
+	now := nowNs()
+	for req := c.oldest; req != nil && now-req.startNs >= c.timeoutNs; {
+		next := req.nextOld // Abort may finish req and unlink it
+		if !req.timedOut {
+			req.timedOut = true
+			c.aborter.Abort(req)
+		}
+		req = next
+	}
+	if c.oldest != nil {
+		c.armSweep()
+	}
 }
 
 // quiesce holds new requests and calls drained (on the reactor) once none
@@ -232,6 +340,9 @@ func (c *Channel) Close() error {
 	}
 	invariants.Assert(c.Inflight() == 0, "bdev: channel closed with requests in flight")
 	c.stopped = true
+	if c.sweepTimer != nil {
+		c.sweepTimer.Stop()
+	}
 	if c.onClose != nil {
 		c.onClose()
 	}

@@ -64,6 +64,11 @@ type Request struct {
 	// pending children not yet finished.
 	parent  *Request
 	pending int32
+
+	// On a channel with a timeout: the list of requests in flight, oldest
+	// first, and whether the request is being aborted for its age.
+	prevOld, nextOld *Request
+	timedOut         bool
 }
 
 // Run completes the request on its reactor; backends hand it to
@@ -129,6 +134,9 @@ func (q *RequestQueue) Pop() *Request {
 type Children struct {
 	free []*Request
 	done func(*Request)
+	// OnDone, when set, sees each child as it finishes, before it folds
+	// into its parent (a fault injector corrupts data there).
+	OnDone func(child *Request)
 }
 
 // Get returns a child of parent with nothing set but its link to parent:
@@ -152,6 +160,9 @@ func (cs *Children) Get(parent *Request) *Request {
 
 // childDone folds a finished child into its parent and takes it back.
 func (cs *Children) childDone(c *Request) {
+	if cs.OnDone != nil {
+		cs.OnDone(c)
+	}
 	p := c.parent
 	if c.Status != StatusOK && p.Status == StatusOK {
 		p.Status, p.Errno = c.Status, c.Errno

@@ -39,6 +39,9 @@ const (
 	StatusAborted
 	// StatusInternal: anything else. NVMe: Internal Error.
 	StatusInternal
+	// StatusTimeout: the device did not finish the request within its
+	// timeout and the request was aborted. NVMe: Command Abort Requested.
+	StatusTimeout
 	numStatus
 )
 
@@ -46,7 +49,7 @@ var statusNames = [numStatus]string{
 	StatusOK: "ok", StatusInvalidRange: "lba out of range", StatusInvalidRequest: "invalid request",
 	StatusUnsupported: "unsupported operation", StatusNoSpace: "no space", StatusReadError: "read error",
 	StatusWriteFault: "write fault", StatusNotReady: "not ready", StatusAborted: "aborted",
-	StatusInternal: "internal error",
+	StatusInternal: "internal error", StatusTimeout: "timed out",
 }
 
 func (s Status) String() string {

@@ -471,7 +471,7 @@ func statusOf(req *bdev.Request) nvme.Status {
 		return nvme.WriteFault
 	case bdev.StatusNotReady:
 		return nvme.NamespaceNotReady
-	case bdev.StatusAborted:
+	case bdev.StatusAborted, bdev.StatusTimeout:
 		return nvme.AbortRequested
 	}
 	return nvme.InternalError
