@@ -2,6 +2,7 @@
 # bench.sh — Strata's benchmarks, written to docs/benchmarks.md.
 #
 # 1. Go microbenchmarks (-benchmem): ring hand-off, reactor round trips,
+#    the cost of a bdev layer,
 #    histogram, codecs; and the idle CPU of started reactors.
 # 2. The uring bdev against fio on the same file, one core each, in
 #    interleaved rounds (this machine is noisy: medians of ROUNDS runs, and
@@ -25,7 +26,7 @@ STRATA=$PWD/bin/strata
 
 echo "== Go microbenchmarks" >&2
 micro=$(go test -run '^$' -bench . -benchmem -benchtime 1s \
-	./reactor/mpsc/ ./bench/ ./bench/hist/ $(go list ./nvmeof/... 2>/dev/null) 2>&1 | grep -E '^Benchmark' || true)
+	./reactor/mpsc/ ./bench/ ./bench/hist/ ./bdev/part/ $(go list ./nvmeof/... 2>/dev/null) 2>&1 | grep -E '^Benchmark' || true)
 react=$(go test -run '^$' -bench 'TaskRoundTrip|SendToSleeping' -benchmem -benchtime 20000x ./reactor/ | grep -E '^Benchmark')
 idle=$(go test -run '^$' -bench IdleCPU -benchtime 3x ./reactor/ | grep -E '^Benchmark')
 
