@@ -350,8 +350,9 @@ func (r *Reactor) prep(c Completer, wait bool) *uring.SQE {
 	return sqe
 }
 
-// Ring returns the reactor's io_uring, for registration calls. Reactor only.
-func (r *Reactor) Ring() *uring.Ring { return r.ring }
+// RingEntries returns how many operations from Prep may be in flight at
+// once (Config.RingEntries).
+func (r *Reactor) RingEntries() int { return int(r.cfg.RingEntries) }
 
 // Defer runs t on this reactor at its next loop iteration, after the work
 // at hand: how synchronous devices complete without recursion. Reactor only.

@@ -136,13 +136,7 @@ func (o *op) issue() bool {
 }
 
 func (b *backend) prepRW(sqe *uring.SQE, write bool, buf []byte, off uint64) {
-	if idx, ok := b.r.Ring().FixedIndex(buf); ok {
-		if write {
-			sqe.PrepWriteFixed(b.slot, buf, off, idx)
-		} else {
-			sqe.PrepReadFixed(b.slot, buf, off, idx)
-		}
-	} else if write {
+	if write {
 		sqe.PrepWrite(b.slot, buf, off)
 	} else {
 		sqe.PrepRead(b.slot, buf, off)

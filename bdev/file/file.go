@@ -192,7 +192,7 @@ func (d *Device) OpenBackend(r *reactor.Reactor) (bdev.Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := int(r.Ring().SQEntries())
+	n := r.RingEntries()
 	b := &backend{d: d, r: r, slot: slot, bs: uint64(d.Info().BlockSize), ops: make([]op, n), free: make([]*op, 0, n)}
 	for i := range b.ops {
 		b.ops[i].b = b

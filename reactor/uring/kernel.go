@@ -107,15 +107,9 @@ const FsyncDatasync uint32 = 1 << 0
 // io_uring_register opcodes.
 const (
 	registerBuffers     = 0
-	unregisterBuffers   = 1
 	registerFiles       = 2
-	unregisterFiles     = 3
 	registerFilesUpdate = 6
-	registerProbe       = 8
 )
-
-// probeOpSupported marks an opcode the kernel supports (io_uring_probe_op.flags).
-const probeOpSupported uint16 = 1 << 0
 
 // SQE is a submission queue entry (struct io_uring_sqe, 64 bytes). The
 // unions of the C struct are flattened to the members Strata uses.
@@ -192,22 +186,6 @@ type filesUpdate struct {
 	FDs    uint64 // pointer to []int32
 }
 
-type probeHeader struct {
-	_      structs.HostLayout
-	LastOp uint8
-	OpsLen uint8
-	Resv   uint16
-	Resv2  [3]uint32
-}
-
-type probeOp struct {
-	_     structs.HostLayout
-	Op    uint8
-	Resv  uint8
-	Flags uint16
-	Resv2 uint32
-}
-
 // Compile-time layout checks against the kernel's sizes.
 var (
 	_ [64]byte  = [unsafe.Sizeof(SQE{})]byte{}
@@ -215,9 +193,7 @@ var (
 	_ [40]byte  = [unsafe.Sizeof(sqringOffsets{})]byte{}
 	_ [40]byte  = [unsafe.Sizeof(cqringOffsets{})]byte{}
 	_ [120]byte = [unsafe.Sizeof(params{})]byte{}
-	_ [16]byte  = [unsafe.Sizeof(probeHeader{})]byte{}
 	_ [16]byte  = [unsafe.Sizeof(filesUpdate{})]byte{}
-	_ [8]byte   = [unsafe.Sizeof(probeOp{})]byte{}
 	_ [44]byte  = [unsafe.Offsetof(SQE{}.FileIndex)]byte{}
 	_ [40]byte  = [unsafe.Offsetof(SQE{}.BufIndex)]byte{}
 	_ [32]byte  = [unsafe.Offsetof(SQE{}.UserData)]byte{}

@@ -8,36 +8,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxProbeOps bounds the opcode probe; opcodes are one byte.
-const maxProbeOps = 256
-
-// Probe records which opcodes the kernel supports.
-type Probe struct {
-	LastOp    Op
-	supported [maxProbeOps]bool
-}
-
-// Supports reports whether op is supported.
-func (p *Probe) Supports(op Op) bool { return p.supported[op] }
-
-// Probe asks the kernel which opcodes it supports (IORING_REGISTER_PROBE).
-func (r *Ring) Probe() (*Probe, error) {
-	var buf struct {
-		hdr probeHeader
-		ops [maxProbeOps]probeOp
-	}
-	if err := r.register(registerProbe, unsafe.Pointer(&buf), maxProbeOps); err != nil {
-		return nil, fmt.Errorf("uring: probe: %w", err)
-	}
-	p := &Probe{LastOp: Op(buf.hdr.LastOp)}
-	for _, op := range buf.ops[:buf.hdr.OpsLen] {
-		if op.Flags&probeOpSupported != 0 {
-			p.supported[op.Op] = true
-		}
-	}
-	return p, nil
-}
-
 // RegisterFiles registers fds; SQEs then name a file by its index in fds
 // with the SQEFixedFile flag, saving the kernel a file lookup per I/O.
 func (r *Ring) RegisterFiles(fds []int32) error {
@@ -48,14 +18,6 @@ func (r *Ring) RegisterFiles(fds []int32) error {
 	runtime.KeepAlive(fds)
 	if err != nil {
 		return fmt.Errorf("uring: register %d files: %w", len(fds), err)
-	}
-	return nil
-}
-
-// UnregisterFiles drops the registered files.
-func (r *Ring) UnregisterFiles() error {
-	if err := r.register(unregisterFiles, nil, 0); err != nil {
-		return fmt.Errorf("uring: unregister files: %w", err)
 	}
 	return nil
 }
@@ -124,15 +86,6 @@ func (r *Ring) FixedIndex(b []byte) (uint16, bool) {
 }
 
 type memRange struct{ start, end uintptr }
-
-// UnregisterBuffers drops the registered buffers.
-func (r *Ring) UnregisterBuffers() error {
-	if err := r.register(unregisterBuffers, nil, 0); err != nil {
-		return fmt.Errorf("uring: unregister buffers: %w", err)
-	}
-	r.fixed = r.fixed[:0]
-	return nil
-}
 
 func (r *Ring) register(op uintptr, arg unsafe.Pointer, n uint32) error {
 	if r.fd < 0 {

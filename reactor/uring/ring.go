@@ -48,12 +48,11 @@ type Ring struct {
 	sqeMem []byte // mmap of the SQE array
 
 	// Shared with the kernel: access only through sync/atomic.
-	sqHead     *uint32
-	sqTail     *uint32
-	sqFlags    *uint32
-	cqHead     *uint32
-	cqTail     *uint32
-	cqOverflow *uint32
+	sqHead  *uint32
+	sqTail  *uint32
+	sqFlags *uint32
+	cqHead  *uint32
+	cqTail  *uint32
 
 	sqMask  uint32
 	sqes    []SQE
@@ -187,7 +186,6 @@ func mapRing(fd int, p *params) (*Ring, error) {
 
 	r.cqHead = u32at(cq, p.CQOff.Head)
 	r.cqTail = u32at(cq, p.CQOff.Tail)
-	r.cqOverflow = u32at(cq, p.CQOff.Overflow)
 	r.cqMask = *u32at(cq, p.CQOff.RingMask)
 	r.cqes = unsafe.Slice((*CQE)(unsafe.Pointer(&cq[p.CQOff.CQEs])), p.CQEntries)
 	return r, nil
@@ -243,20 +241,7 @@ func (r *Ring) CQEntries() uint32 { return uint32(len(r.cqes)) }
 // Stats returns the ring's counters.
 func (r *Ring) Stats() Stats { return r.stats }
 
-// Overflowed returns the kernel's count of CQEs it had to drop (only
-// possible without FeatNoDrop or when the kernel cannot allocate).
-func (r *Ring) Overflowed() uint32 { return atomic.LoadUint32(r.cqOverflow) }
-
 // String describes the ring for logs.
 func (r *Ring) String() string {
 	return fmt.Sprintf("io_uring(fd=%d sq=%d cq=%d flags=%#x features=%#x)", r.fd, len(r.sqes), len(r.cqes), r.flags, r.features)
-}
-
-// Available reports whether this kernel lets the process set up a ring.
-func Available() error {
-	r, err := New(Options{Entries: 1})
-	if err != nil {
-		return err
-	}
-	return r.Close()
 }

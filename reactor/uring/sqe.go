@@ -23,17 +23,6 @@ func (s *SQE) PrepWrite(fd int32, buf []byte, off uint64) {
 	s.prepRW(OpWrite, fd, addrOf(buf), uint32(len(buf)), off)
 }
 
-// PrepReadv prepares a vectored read at off. The iovec array itself must
-// stay valid until the completion (the kernel may read it late).
-func (s *SQE) PrepReadv(fd int32, iov []unix.Iovec, off uint64) {
-	s.prepRW(OpReadv, fd, uint64(uintptr(unsafe.Pointer(unsafe.SliceData(iov)))), uint32(len(iov)), off)
-}
-
-// PrepWritev prepares a vectored write at off.
-func (s *SQE) PrepWritev(fd int32, iov []unix.Iovec, off uint64) {
-	s.prepRW(OpWritev, fd, uint64(uintptr(unsafe.Pointer(unsafe.SliceData(iov)))), uint32(len(iov)), off)
-}
-
 // PrepReadFixed prepares a read into registered buffer bufIndex; buf must lie
 // inside that buffer.
 func (s *SQE) PrepReadFixed(fd int32, buf []byte, off uint64, bufIndex uint16) {
@@ -86,15 +75,6 @@ func (s *SQE) PrepSendmsg(fd int32, msg *unix.Msghdr, flags uint32) {
 func (s *SQE) PrepRecv(fd int32, buf []byte, flags uint32) {
 	s.prepRW(OpRecv, fd, addrOf(buf), uint32(len(buf)), 0)
 	s.OpFlags = flags
-}
-
-// PrepMsgRing prepares a message to the ring targetFD: a CQE with result res
-// and user data userData is posted there (IORING_MSG_DATA).
-func (s *SQE) PrepMsgRing(targetFD int, res uint32, userData uint64) {
-	s.Opcode = OpMsgRing
-	s.FD = int32(targetFD)
-	s.Len = res
-	s.Off = userData
 }
 
 // SetRWFlags sets the per-operation RWF_* flags of a read or write

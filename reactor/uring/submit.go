@@ -24,9 +24,6 @@ func (r *Ring) GetSQE() *SQE {
 // kernel has not consumed yet.
 func (r *Ring) Unsubmitted() uint32 { return r.sqeTail - atomic.LoadUint32(r.sqHead) }
 
-// SQSpace returns how many SQEs GetSQE can still hand out.
-func (r *Ring) SQSpace() uint32 { return uint32(len(r.sqes)) - r.Unsubmitted() }
-
 // publish makes the prepared SQEs visible to the kernel. The atomic store
 // of the tail orders the SQE writes before it.
 func (r *Ring) publish() {
