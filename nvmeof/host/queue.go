@@ -560,6 +560,16 @@ func (q *Queue) QID() uint16 { return q.qid }
 // filled. It returns DW0, or an error for a transport failure or a non-
 // success status (an nvme.Status).
 func (q *Queue) Exec(ctx context.Context, cmd nvme.Command, data []byte, toController bool) (uint32, error) {
+	req, err := q.run(ctx, cmd, data, toController)
+	if req == nil {
+		return 0, err
+	}
+	return req.DW0, err
+}
+
+// run runs one command and waits for it; the request is nil after a
+// transport failure.
+func (q *Queue) run(ctx context.Context, cmd nvme.Command, data []byte, toController bool) (*Request, error) {
 	req := &Request{}
 	req.SetCommand(cmd, data, toController)
 	done := make(chan struct{})
@@ -572,12 +582,12 @@ func (q *Queue) Exec(ctx context.Context, cmd nvme.Command, data []byte, toContr
 		<-done
 	}
 	if req.Err != nil {
-		return 0, req.Err
+		return nil, req.Err
 	}
 	if !req.Status.OK() {
-		return req.DW0, req.Status
+		return req, req.Status
 	}
-	return req.DW0, nil
+	return req, nil
 }
 
 // Identify runs Identify with cns for nsid and returns the 4 KiB structure.
@@ -599,26 +609,14 @@ func (q *Queue) GetLogPage(ctx context.Context, lid uint8, n uint32, offset uint
 	return b, err
 }
 
-// PropertyGet reads a controller property.
+// PropertyGet reads a controller property (an 8-byte one spans DW0 and
+// DW1 of the completion).
 func (q *Queue) PropertyGet(ctx context.Context, off uint32, size8 bool) (uint64, error) {
 	cmd := newCommand(nvme.OpcodeFabrics)
 	cmd.SetProperty(false, size8, off, 0)
-	req := &Request{}
-	req.SetCommand(cmd, nil, false)
-	done := make(chan struct{})
-	req.Callback = func(*Request) { close(done) }
-	q.Submit(req)
-	select {
-	case <-done:
-	case <-ctx.Done():
-		q.fail(fmt.Errorf("host: %w", ctx.Err()))
-		<-done
-	}
-	if req.Err != nil {
-		return 0, req.Err
-	}
-	if !req.Status.OK() {
-		return 0, req.Status
+	req, err := q.run(ctx, cmd, nil, false)
+	if err != nil {
+		return 0, err
 	}
 	return uint64(req.DW0) | uint64(req.DW1)<<32, nil
 }
