@@ -106,6 +106,9 @@ func (q *RequestQueue) Push(req *Request) {
 	q.tail = req
 }
 
+// Peek returns the oldest request without removing it, or nil.
+func (q *RequestQueue) Peek() *Request { return q.head }
+
 // Pop removes and returns the oldest request, or nil.
 func (q *RequestQueue) Pop() *Request {
 	req := q.head

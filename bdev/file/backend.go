@@ -13,17 +13,16 @@ const maxRetries = 8
 
 // backend is one reactor's channel to the device. Reactor-owned.
 type backend struct {
-	d        *Device
-	r        *reactor.Reactor
-	slot     int32 // registered-file index in r's ring
-	bs       uint64
-	ops      []op
-	free     []*op
-	inflight int
-	// pending holds requests waiting for an operation slot, FIFO.
-	pendingHead, pendingTail *bdev.Request
-	retry                    retryTask
-	retryQueued              bool
+	d           *Device
+	r           *reactor.Reactor
+	slot        int32 // registered-file index in r's ring
+	bs          uint64
+	ops         []op
+	free        []*op
+	inflight    int
+	pending     bdev.RequestQueue // requests waiting for an operation slot
+	retry       retryTask
+	retryQueued bool
 }
 
 // op is one request in flight; it is the reactor.Completer of its SQEs.
@@ -47,7 +46,7 @@ func (t *retryTask) Run(*reactor.Reactor) {
 }
 
 func (b *backend) Submit(req *bdev.Request) {
-	if b.pendingHead != nil {
+	if !b.pending.Empty() {
 		b.enqueue(req)
 		return
 	}
@@ -57,13 +56,7 @@ func (b *backend) Submit(req *bdev.Request) {
 }
 
 func (b *backend) enqueue(req *bdev.Request) {
-	req.Next = nil
-	if b.pendingTail == nil {
-		b.pendingHead = req
-	} else {
-		b.pendingTail.Next = req
-	}
-	b.pendingTail = req
+	b.pending.Push(req)
 	if b.inflight == 0 && !b.retryQueued {
 		// No completion of ours will come to restart the queue: the slots
 		// are held by other channels of this reactor. Retry next loop.
@@ -73,8 +66,7 @@ func (b *backend) enqueue(req *bdev.Request) {
 }
 
 func (b *backend) startPending() {
-	for b.pendingHead != nil {
-		req := b.pendingHead
+	for req := b.pending.Peek(); req != nil; req = b.pending.Peek() {
 		if !b.start(req) {
 			if b.inflight == 0 && !b.retryQueued {
 				b.retryQueued = true
@@ -82,11 +74,7 @@ func (b *backend) startPending() {
 			}
 			return
 		}
-		b.pendingHead = req.Next
-		if b.pendingHead == nil {
-			b.pendingTail = nil
-		}
-		req.Next = nil
+		b.pending.Pop()
 	}
 }
 
@@ -253,7 +241,7 @@ func (o *op) finish(st bdev.Status, errno int32) {
 	b.inflight--
 	req.Errno = errno
 	req.Complete(st)
-	if b.pendingHead != nil {
+	if !b.pending.Empty() {
 		b.startPending()
 	}
 }
