@@ -20,6 +20,7 @@ import (
 	"github.com/strata-storage/strata/bdev/null"
 	"github.com/strata-storage/strata/bdev/part"
 	"github.com/strata-storage/strata/bdev/pcie"
+	"github.com/strata-storage/strata/internal/atomicfile"
 	"github.com/strata-storage/strata/reactor"
 )
 
@@ -135,9 +136,17 @@ func Open(cfg Config) (*Engine, error) {
 		reg: bdev.NewRegistry(cfg.Devices), r: cfg.Reactors.Get(0),
 		pools: map[string]*livePool{}, volumes: map[string]*liveVolume{}, shares: map[string]*liveShare{},
 	}
-	if e.st, err = loadState(e.path); err != nil {
+	st, version, orig, err := loadState(e.path)
+	if err != nil {
 		lock.Close()
 		return nil, err
+	}
+	e.st = st
+	if version != StateVersion {
+		if err := e.upgrade(version, orig); err != nil {
+			lock.Close()
+			return nil, err
+		}
 	}
 	e.log.Info("state loaded", "file", e.path, "pools", len(e.st.pools), "volumes", len(e.st.volumes), "shares", len(e.st.shares))
 	e.start()
@@ -146,6 +155,21 @@ func Open(cfg Config) (*Engine, error) {
 		go e.sampler(cfg.SampleInterval)
 	}
 	return e, nil
+}
+
+// upgrade keeps the state file as an earlier version wrote it (beside it,
+// StateFile.vN) and writes the migrated state in its place, before anything
+// else runs: a downgrade can go back to the copy.
+func (e *Engine) upgrade(from int, orig []byte) error {
+	keep := fmt.Sprintf("%s.v%d", e.path, from)
+	if err := atomicfile.WriteFile(keep, orig, 0o600); err != nil {
+		return fmt.Errorf("engine: keep the version %d state file: %w", from, err)
+	}
+	if err := saveState(e.path, e.st); err != nil {
+		return err
+	}
+	e.log.Info("state file upgraded", "file", e.path, "from_version", from, "to_version", StateVersion, "kept", keep)
+	return nil
 }
 
 // lockDir takes an exclusive lock on the data directory so that two

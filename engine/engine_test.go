@@ -611,3 +611,69 @@ func TestClosedEngineRefusesMutations(t *testing.T) {
 	_, _, err = e.CreatePool(ctx, engine.PoolSpec{Name: "p", URI: "null:///"})
 	require.ErrorIs(t, err, engine.ErrClosed)
 }
+
+// A data directory written by version 1 of the state file (a real one,
+// from that release: testdata/state-v1.json) opens with every object as
+// it was, keeps the old file beside the new one, and reopens as the new
+// version.
+func TestOpenUpgradesVersion1State(t *testing.T) {
+	f := newFixture(t)
+	pool := filepath.Join(f.dir, "pool.img")
+	img, err := os.Create(pool)
+	require.NoError(t, err)
+	require.NoError(t, img.Truncate(1<<30))
+	_, err = img.WriteAt([]byte("vol0's first block"), 0)
+	require.NoError(t, err)
+	require.NoError(t, img.Close())
+	v1, err := os.ReadFile("testdata/state-v1.json")
+	require.NoError(t, err)
+	v1 = bytes.ReplaceAll(v1, []byte("$POOL"), []byte(pool))
+	path := filepath.Join(f.dir, engine.StateFile)
+	require.NoError(t, os.WriteFile(path, v1, 0o600))
+
+	check := func(e *engine.Engine) {
+		t.Helper()
+		p, err := e.Pool("dev")
+		require.NoError(t, err)
+		require.Equal(t, engine.StateOnline, p.State)
+		require.Equal(t, "5e9c233a-083a-4e15-9d74-215e1dbc87da", p.UUID)
+		vols := e.Volumes()
+		require.Len(t, vols, 2)
+		require.Equal(t, "gap", vols[0].Name)
+		require.Equal(t, uint64(133120*4096), vols[0].OffsetBytes)
+		require.Equal(t, "vol0", vols[1].Name)
+		require.Equal(t, "74136b1e-efa5-47d2-b690-09d7c1b96473", vols[1].UUID)
+		require.Equal(t, "b425cd7d330f43ac96c37de7d1eb4b88", vols[1].NGUID)
+		require.Equal(t, "88cd49b80bd35f86a4fe", vols[1].Serial)
+		require.Equal(t, uint64(512<<20), vols[1].SizeBytes)
+		require.Equal(t, engine.StateOnline, vols[1].State)
+		sh, err := e.Share("vol0")
+		require.NoError(t, err)
+		require.Equal(t, "nqn.2024-01.io.strata:dev", sh.NQN)
+		h, err := e.Host("app")
+		require.NoError(t, err)
+		require.Equal(t, "nqn.2024-01.io.example:app", h.NQN)
+		// The volume's data is where it was: migration touched no device.
+		dev, err := e.VolumeDevice("vol0")
+		require.NoError(t, err)
+		require.Equal(t, "vol0's first block", string(read(t, dev, f.g.Get(0), 0, 4096)[:18]))
+	}
+
+	e, err := f.tryOpen(false)
+	require.NoError(t, err)
+	check(e)
+	kept, err := os.ReadFile(path + ".v1")
+	require.NoError(t, err)
+	require.Equal(t, v1, kept, "the version 1 file is kept as it was")
+	now, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Contains(t, string(now), `"version": 2`)
+	require.Contains(t, string(now), `"kind": "extent"`)
+	require.NoError(t, e.Close())
+
+	e = f.open(t, false)
+	check(e)
+	again, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, now, again, "a current file is not rewritten on open")
+}

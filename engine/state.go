@@ -20,8 +20,36 @@ import (
 	"github.com/strata-storage/strata/nvmeof/nqn"
 )
 
-// StateVersion is the version of the state file this code writes and reads.
-const StateVersion = 1
+// StateVersion is the version of the state file this code writes. It
+// reads every earlier version too, migrating it (migrations).
+const StateVersion = 2
+
+// Volume kinds (volumeRecord.Kind): how a volume's blocks are kept.
+const (
+	// KindExtent: one contiguous extent of its pool, seen through a part
+	// device.
+	KindExtent = "extent"
+)
+
+// migrations[v] turns a state file of version v, as a JSON document, into
+// one of version v+1. Each is a pure function of the document: no device
+// is touched, so a migration cannot half happen; the file is rewritten
+// only once the result loads.
+var migrations = map[int]func(doc map[string]any) error{
+	// Version 2 names every volume's kind; version 1 had extent volumes
+	// only.
+	1: func(doc map[string]any) error {
+		vols, _ := doc["volumes"].([]any)
+		for i, v := range vols {
+			vol, ok := v.(map[string]any)
+			if !ok {
+				return fmt.Errorf("volume %d is not an object", i)
+			}
+			vol["kind"] = KindExtent
+		}
+		return nil
+	},
+}
 
 // StateFile is the state file's name in the data directory.
 const StateFile = "state.json"
@@ -32,9 +60,9 @@ const maxStateBytes = 64 << 20
 
 // stateFile is the JSON layout of state.json:
 //
-//	{"version": 1,
+//	{"version": 2,
 //	 "pools":   [{"name", "uri", "uuid", "block_size", "blocks", "free_extents": [{"start_block", "blocks"}]}],
-//	 "volumes": [{"name", "pool", "uuid", "nguid", "serial", "extent": {"start_block", "blocks"}}],
+//	 "volumes": [{"name", "pool", "kind", "uuid", "nguid", "serial", "extent": {"start_block", "blocks"}}],
 //	 "shares":  [{"volume", "nqn", "listeners": ["ip:port"], "hosts": [nqn], "allow_any_host"}],
 //	 "hosts":   [{"name", "nqn"}]}
 //
@@ -61,6 +89,7 @@ type poolRecord struct {
 type volumeRecord struct {
 	Name   string        `json:"name"`
 	Pool   string        `json:"pool"`
+	Kind   string        `json:"kind"`
 	UUID   textUUID      `json:"uuid"`
 	NGUID  hexID         `json:"nguid"`
 	Serial string        `json:"serial"`
@@ -183,55 +212,91 @@ func saveState(path string, s *state) error {
 	return nil
 }
 
-// loadState reads the state file at path. A missing file is an empty
-// state; anything unreadable, inconsistent or of another version is an
-// error naming the file.
-func loadState(path string) (*state, error) {
+// loadState reads the state file at path, and the version it was written
+// in (StateVersion for a missing file, an empty state). A file of an
+// earlier version is migrated in memory, and its original bytes returned
+// so the caller can keep them before writing the new version; anything
+// unreadable, inconsistent or of a later version is an error naming the
+// file.
+func loadState(path string) (s *state, version int, orig []byte, err error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return newState(), nil
+		return newState(), StateVersion, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("engine: state file %s: %w", path, err)
+		return nil, 0, nil, fmt.Errorf("engine: state file %s: %w", path, err)
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxStateBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("engine: state file %s: %w", path, err)
+		return nil, 0, nil, fmt.Errorf("engine: state file %s: %w", path, err)
 	}
 	if len(b) > maxStateBytes {
-		return nil, corrupt(path, fmt.Errorf("larger than %d bytes", maxStateBytes))
+		return nil, 0, nil, corrupt(path, fmt.Errorf("larger than %d bytes", maxStateBytes))
 	}
-	s, err := decodeState(b)
+	s, version, err = decodeState(b)
 	if err != nil {
 		if errors.Is(err, ErrFutureState) {
-			return nil, fmt.Errorf("%w: %s: %v", ErrFutureState, path, err)
+			return nil, 0, nil, fmt.Errorf("%w: %s: %v", ErrFutureState, path, err)
 		}
-		return nil, corrupt(path, err)
+		return nil, 0, nil, corrupt(path, err)
 	}
-	return s, nil
+	return s, version, b, nil
 }
 
 func corrupt(path string, why error) error {
 	return fmt.Errorf("%w %s: %v (strata never resets its state: restore the file from a backup or move it away to start empty)", ErrCorruptState, path, why)
 }
 
-// decodeState parses and checks a state file's bytes.
-func decodeState(b []byte) (*state, error) {
+// decodeState parses and checks a state file's bytes, migrating an
+// earlier version, and returns the version they were in.
+func decodeState(b []byte) (*state, int, error) {
 	var head struct {
 		Version *int `json:"version"`
 	}
 	if err := json.Unmarshal(b, &head); err != nil {
-		return nil, fmt.Errorf("not JSON: %v", err)
+		return nil, 0, fmt.Errorf("not JSON: %v", err)
 	}
 	switch {
 	case head.Version == nil:
-		return nil, errors.New(`no "version"`)
+		return nil, 0, errors.New(`no "version"`)
 	case *head.Version > StateVersion:
-		return nil, fmt.Errorf("%w: version %d; this strata reads version %d: upgrade strata", ErrFutureState, *head.Version, StateVersion)
-	case *head.Version != StateVersion:
-		return nil, fmt.Errorf("unknown version %d", *head.Version)
+		return nil, 0, fmt.Errorf("%w: version %d; this strata reads versions up to %d: upgrade strata", ErrFutureState, *head.Version, StateVersion)
+	case *head.Version < StateVersion:
+		migrated, err := migrate(b, *head.Version)
+		if err != nil {
+			return nil, 0, err
+		}
+		s, _, err := decodeState(migrated)
+		return s, *head.Version, err
 	}
+	s, err := decodeCurrent(b)
+	return s, StateVersion, err
+}
+
+// migrate brings a state file of version from up to StateVersion.
+func migrate(b []byte, from int) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber() // block counts are 64-bit: no round trip through float64
+	var doc map[string]any
+	if err := dec.Decode(&doc); err != nil {
+		return nil, err
+	}
+	for v := from; v < StateVersion; v++ {
+		m, ok := migrations[v]
+		if !ok {
+			return nil, fmt.Errorf("unknown version %d", from)
+		}
+		if err := m(doc); err != nil {
+			return nil, fmt.Errorf("migrate from version %d: %v", v, err)
+		}
+		doc["version"] = v + 1
+	}
+	return json.Marshal(doc)
+}
+
+// decodeCurrent parses and checks a state file of StateVersion.
+func decodeCurrent(b []byte) (*state, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	var f stateFile // json.Unmarshal above rejected trailing data
@@ -351,6 +416,9 @@ func (p poolRecord) check(name string) error {
 func (v volumeRecord) check(name string) error {
 	if err := bdev.ValidName(name); err != nil || v.Name != name {
 		return fmt.Errorf("volume %q: bad name", name)
+	}
+	if v.Kind != KindExtent {
+		return fmt.Errorf("volume %q: unknown kind %q", name, v.Kind)
 	}
 	if v.UUID == (textUUID{}) || v.NGUID == (hexID{}) {
 		return fmt.Errorf("volume %q: missing UUID or NGUID", name)

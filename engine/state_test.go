@@ -13,21 +13,21 @@ import (
 // validState is a state file with one of everything: pool p0 of 100
 // blocks holds v0 at [0, 10) and v1 at [30, 50).
 const validState = `{
-  "version": 1,
+  "version": 2,
   "pools": [{"name": "p0", "uri": "malloc:///?size=400KiB", "uuid": "11111111-2222-4333-8444-555555555555",
              "block_size": 4096, "blocks": 100,
              "free_extents": [{"start_block": 10, "blocks": 20}, {"start_block": 50, "blocks": 50}]}],
   "volumes": [
-    {"name": "v0", "pool": "p0", "uuid": "21111111-2222-4333-8444-555555555555", "nguid": "0102030405060708090a0b0c0d0e0f10",
+    {"name": "v0", "pool": "p0", "kind": "extent", "uuid": "21111111-2222-4333-8444-555555555555", "nguid": "0102030405060708090a0b0c0d0e0f10",
      "serial": "0123456789abcdef0123", "extent": {"start_block": 0, "blocks": 10}},
-    {"name": "v1", "pool": "p0", "uuid": "31111111-2222-4333-8444-555555555555", "nguid": "1102030405060708090a0b0c0d0e0f10",
+    {"name": "v1", "pool": "p0", "kind": "extent", "uuid": "31111111-2222-4333-8444-555555555555", "nguid": "1102030405060708090a0b0c0d0e0f10",
      "serial": "1123456789abcdef0123", "extent": {"start_block": 30, "blocks": 20}}],
   "shares": [{"volume": "v0", "nqn": "nqn.2024-01.io.strata:v0", "listeners": ["127.0.0.1:4420"], "hosts": [], "allow_any_host": true}],
   "hosts": [{"name": "h0", "nqn": "nqn.2024-01.io.example:h0"}]
 }`
 
 func TestDecodeValidStateRoundTrips(t *testing.T) {
-	s, err := decodeState([]byte(validState))
+	s, _, err := decodeState([]byte(validState))
 	require.NoError(t, err)
 	require.Len(t, s.pools, 1)
 	require.Len(t, s.volumes, 2)
@@ -35,7 +35,7 @@ func TestDecodeValidStateRoundTrips(t *testing.T) {
 	require.Equal(t, byte(0x10), s.volumes["v0"].NGUID[15])
 	b, err := s.encode()
 	require.NoError(t, err)
-	again, err := decodeState(b)
+	again, _, err := decodeState(b)
 	require.NoError(t, err)
 	require.Equal(t, s, again)
 	b2, err := again.encode()
@@ -48,9 +48,11 @@ func TestDecodeRejects(t *testing.T) {
 		name, old, new, want string
 	}{
 		{"not json", `{`, `[`, "not JSON"},
-		{"no version", `"version": 1,`, ``, `no "version"`},
-		{"old version", `"version": 1`, `"version": 0`, "unknown version 0"},
-		{"unknown field", `"version": 1,`, `"version": 1, "extra": true,`, "unknown field"},
+		{"no version", `"version": 2,`, ``, `no "version"`},
+		{"old version", `"version": 2`, `"version": 0`, "unknown version 0"},
+		{"unknown field", `"version": 2,`, `"version": 2, "extra": true,`, "unknown field"},
+		{"unknown kind", `"kind": "extent", "uuid": "31`, `"kind": "lvol", "uuid": "31`, `unknown kind "lvol"`},
+		{"no kind", `"kind": "extent", "uuid": "31`, `"uuid": "31`, `unknown kind ""`},
 		{"trailing data", `"name": "h0", "nqn": "nqn.2024-01.io.example:h0"}]
 }`, `"name": "h0", "nqn": "nqn.2024-01.io.example:h0"}]
 } {}`, "after top-level value"},
@@ -58,7 +60,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"gap", `{"start_block": 10, "blocks": 20}`, `{"start_block": 11, "blocks": 19}`, "neither free nor in a volume"},
 		{"tail gap", `{"start_block": 50, "blocks": 50}`, `{"start_block": 50, "blocks": 49}`, "neither free nor in a volume"},
 		{"volume beyond pool", `"start_block": 30, "blocks": 20}`, `"start_block": 90, "blocks": 20}`, "outside pool"},
-		{"volume without pool", `"pool": "p0", "uuid": "31`, `"pool": "px", "uuid": "31`, `no pool "px"`},
+		{"volume without pool", `"pool": "p0", "kind": "extent", "uuid": "31`, `"pool": "px", "kind": "extent", "uuid": "31`, `no pool "px"`},
 		{"bad serial", `"serial": "1123456789abcdef0123"`, `"serial": "1123456789abcdef01234"`, "bad serial"},
 		{"duplicate uuid", `"uuid": "31111111`, `"uuid": "21111111`, "same UUID"},
 		{"bad uuid", `"uuid": "31111111-`, `"uuid": "3111111-`, "uuid"},
@@ -70,12 +72,12 @@ func TestDecodeRejects(t *testing.T) {
 		{"bad pool name", `"name": "p0"`, `"name": "p 0"`, "bad name"},
 		{"bad block size", `"block_size": 4096`, `"block_size": 4000`, "bad geometry"},
 		{"free list unsorted", `[{"start_block": 10, "blocks": 20}, {"start_block": 50, "blocks": 50}]`, `[{"start_block": 50, "blocks": 50}, {"start_block": 10, "blocks": 20}]`, "precedes"},
-		{"duplicate volume", `{"name": "v1", "pool": "p0", "uuid": "31`, `{"name": "v0", "pool": "p0", "uuid": "31`, "listed twice"},
+		{"duplicate volume", `{"name": "v1", "pool": "p0", "kind": "extent", "uuid": "31`, `{"name": "v0", "pool": "p0", "kind": "extent", "uuid": "31`, "listed twice"},
 		{"bad host nqn", `"nqn.2024-01.io.example:h0"`, `"host0"`, "host"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Contains(t, validState, tc.old, "test case edits nothing")
-			_, err := decodeState([]byte(strings.Replace(validState, tc.old, tc.new, 1)))
+			_, _, err := decodeState([]byte(strings.Replace(validState, tc.old, tc.new, 1)))
 			require.ErrorContains(t, err, tc.want)
 		})
 	}
@@ -84,30 +86,33 @@ func TestDecodeRejects(t *testing.T) {
 func TestLoadStateErrorsNameTheFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, StateFile)
-	s, err := loadState(path)
+	s, version, _, err := loadState(path)
 	require.NoError(t, err, "a missing file is an empty state")
 	require.True(t, s.empty())
+	require.Equal(t, StateVersion, version)
 
 	require.NoError(t, os.WriteFile(path, []byte("garbage"), 0o600))
-	_, err = loadState(path)
+	_, _, _, err = loadState(path)
 	require.ErrorIs(t, err, ErrCorruptState)
 	require.ErrorContains(t, err, path)
 
-	require.NoError(t, os.WriteFile(path, []byte(strings.Replace(validState, `"version": 1`, `"version": 2`, 1)), 0o600))
-	_, err = loadState(path)
+	require.NoError(t, os.WriteFile(path, []byte(strings.Replace(validState, `"version": 2`, `"version": 3`, 1)), 0o600))
+	_, _, _, err = loadState(path)
 	require.ErrorIs(t, err, ErrFutureState)
 	require.False(t, errors.Is(err, ErrCorruptState))
 	require.ErrorContains(t, err, path)
-	require.ErrorContains(t, err, "version 2")
+	require.ErrorContains(t, err, "version 3")
 
 	require.NoError(t, os.WriteFile(path, []byte(validState), 0o600))
-	s, err = loadState(path)
+	s, version, orig, err := loadState(path)
 	require.NoError(t, err)
 	require.Len(t, s.volumes, 2)
+	require.Equal(t, StateVersion, version)
+	require.Equal(t, validState, string(orig))
 }
 
 func TestEncodeRefusesInconsistentState(t *testing.T) {
-	s, err := decodeState([]byte(validState))
+	s, _, err := decodeState([]byte(validState))
 	require.NoError(t, err)
 	v := s.volumes["v1"]
 	v.Extent.Blocks++ // now overlaps the free extent at 50
@@ -117,11 +122,49 @@ func TestEncodeRefusesInconsistentState(t *testing.T) {
 }
 
 func TestCloneIsDeep(t *testing.T) {
-	s, err := decodeState([]byte(validState))
+	s, _, err := decodeState([]byte(validState))
 	require.NoError(t, err)
 	c := s.clone()
 	c.pools["p0"].Free[0].Blocks = 1
 	c.shares["v0"].Listeners[0] = "x"
 	require.Equal(t, uint64(20), s.pools["p0"].Free[0].Blocks)
 	require.Equal(t, "127.0.0.1:4420", s.shares["v0"].Listeners[0])
+}
+
+// stateV1 is validState as version 1 wrote it: no volume kinds.
+var stateV1 = strings.ReplaceAll(strings.Replace(validState, `"version": 2`, `"version": 1`, 1), `"kind": "extent", `, ``)
+
+// Every earlier version's file decodes to what the current version says
+// of the same state: one case per version, so a new version that forgets
+// its migration fails here.
+func TestMigrateEveryEarlierVersion(t *testing.T) {
+	want, _, err := decodeState([]byte(validState))
+	require.NoError(t, err)
+	earlier := map[int]string{1: stateV1}
+	for v := 1; v < StateVersion; v++ {
+		doc, ok := earlier[v]
+		require.True(t, ok, "no test state file of version %d", v)
+		got, version, err := decodeState([]byte(doc))
+		require.NoError(t, err, "version %d", v)
+		require.Equal(t, v, version)
+		require.Equal(t, want, got, "version %d", v)
+	}
+}
+
+// A migrated file still passes every check of the current version: a
+// migration cannot smuggle in what decodeCurrent would refuse.
+func TestMigratedStateIsChecked(t *testing.T) {
+	bad := strings.Replace(stateV1, `{"start_block": 10, "blocks": 20}`, `{"start_block": 5, "blocks": 25}`, 1)
+	_, _, err := decodeState([]byte(bad))
+	require.ErrorContains(t, err, "overlaps")
+	_, _, err = decodeState([]byte(strings.Replace(stateV1, `"volumes": [`, `"volumes": [7, `, 1)))
+	require.ErrorContains(t, err, "volume 0 is not an object")
+}
+
+// Block counts survive a migration exactly, beyond float64's 53 bits.
+func TestMigrationKeepsLargeNumbers(t *testing.T) {
+	doc := `{"version": 1, "pools": [], "volumes": [], "shares": [], "hosts": [], "x": 18446744073709551615}`
+	b, err := migrate([]byte(doc), 1)
+	require.NoError(t, err)
+	require.Contains(t, string(b), "18446744073709551615")
 }

@@ -137,7 +137,7 @@ func (e *Engine) CreateVolume(_ context.Context, spec VolumeSpec) (Volume, bool,
 	if err := unmapRange(lp.dev, e.r, ext.Start, ext.Blocks); err != nil {
 		return Volume{}, false, errorf(ErrDevice, "volume %q: clear its space in pool %q: %w", spec.Name, spec.Pool, err)
 	}
-	rec := volumeRecord{Name: spec.Name, Pool: spec.Pool, UUID: textUUID(bdev.NewUUID()), NGUID: hexID(bdev.NewUUID()), Serial: newSerial(), Extent: ext}
+	rec := volumeRecord{Name: spec.Name, Pool: spec.Pool, Kind: KindExtent, UUID: textUUID(bdev.NewUUID()), NGUID: hexID(bdev.NewUUID()), Serial: newSerial(), Extent: ext}
 	dev, err := part.New(spec.Name, lp.dev, ext.Start, ext.Blocks, bdev.UUID(rec.UUID))
 	if err != nil {
 		return Volume{}, false, fmt.Errorf("engine: volume %s: %w", spec.Name, err)
