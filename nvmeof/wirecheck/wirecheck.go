@@ -766,6 +766,15 @@ func (c *Checker) targetICResp(b []byte, flags uint8, pdo int, plen uint32) (int
 
 // outstanding returns the outstanding command with cid the target is
 // answering, or nil.
+// answerFits says whether a success for cmd would pass the checks of its
+// data: all of a read's sent, all of a write's received.
+func (c *Checker) answerFits(cmd *command) bool {
+	if cmd.dir&2 != 0 && cmd.c2h != cmd.sglLen && cmd.dir != 3 {
+		return false
+	}
+	return !cmd.viaR2T || cmd.h2cSent == cmd.sglLen
+}
+
 func (c *Checker) outstanding(cid uint16) *command {
 	if l := c.cmds[cid]; len(l) > 0 {
 		return l[0]
@@ -807,6 +816,15 @@ func (c *Checker) targetResponse(cqe []byte) error {
 		return violation("sqid", "response for command %d on SQID %d, queue %d", cid, sqid, c.qid)
 	}
 	ok := status&0x7ff == 0
+	if ok {
+		// A host that reused a command ID has several outstanding under
+		// it, answered in any order: the response is for one it fits.
+		for _, o := range c.cmds[cid][1:] {
+			if !c.answerFits(cmd) && c.answerFits(o) {
+				cmd = o
+			}
+		}
+	}
 	if ok && cmd.dir&2 != 0 && cmd.c2h != cmd.sglLen && cmd.dir != 3 {
 		return violation("short-read", "command %d succeeded with %d of %d bytes sent to the host", cid, cmd.c2h, cmd.sglLen)
 	}

@@ -270,3 +270,15 @@ func TestHostVerdicts(t *testing.T) {
 	require.Equal(t, MustEnd, verdict, "in-capsule data beyond the limit")
 	require.NoError(t, v.c.Closed(), "the target may close")
 }
+
+// A host that reuses a command ID has two commands under it, which the
+// target may answer in any order: a success fits the one whose data is
+// complete, not only the oldest.
+func TestReusedCommandIDAnsweredOutOfOrder(t *testing.T) {
+	v := newConv(t, 0)
+	v.connectIO()
+	v.send(sqe(nvme.IOWrite, 7, nvme.SGLTransportDataBlock, 25600), nil) // waits for its R2T
+	v.send(sqe(nvme.IOFlush, 7, nvme.SGLTransportDataBlock, 0), nil)
+	require.NoError(t, v.c.Received(response(1, 7, nvme.Success)), "the flush's answer")
+	require.Error(t, v.c.Received(response(1, 7, nvme.Success)), "the write's, with no data sent")
+}
