@@ -766,9 +766,22 @@ func (c *Checker) targetICResp(b []byte, flags uint8, pdo int, plen uint32) (int
 
 // outstanding returns the outstanding command with cid the target is
 // answering, or nil.
+// pick returns the command outstanding under cid that a target PDU is
+// for: a host that reused a command ID has several, which the target may
+// serve in any order, so the first that fits, else the oldest.
+func (c *Checker) pick(cid uint16, fits func(*command) bool) *command {
+	l := c.cmds[cid]
+	for _, cmd := range l {
+		if fits(cmd) {
+			return cmd
+		}
+	}
+	return l[0]
+}
+
 // answerFits says whether a success for cmd would pass the checks of its
 // data: all of a read's sent, all of a write's received.
-func (c *Checker) answerFits(cmd *command) bool {
+func answerFits(cmd *command) bool {
 	if cmd.dir&2 != 0 && cmd.c2h != cmd.sglLen && cmd.dir != 3 {
 		return false
 	}
@@ -817,13 +830,7 @@ func (c *Checker) targetResponse(cqe []byte) error {
 	}
 	ok := status&0x7ff == 0
 	if ok {
-		// A host that reused a command ID has several outstanding under
-		// it, answered in any order: the response is for one it fits.
-		for _, o := range c.cmds[cid][1:] {
-			if !c.answerFits(cmd) && c.answerFits(o) {
-				cmd = o
-			}
-		}
+		cmd = c.pick(cid, answerFits)
 	}
 	if ok && cmd.dir&2 != 0 && cmd.c2h != cmd.sglLen && cmd.dir != 3 {
 		return violation("short-read", "command %d succeeded with %d of %d bytes sent to the host", cid, cmd.c2h, cmd.sglLen)
@@ -871,6 +878,7 @@ func (c *Checker) targetData(h []byte, flags uint8, n uint32) error {
 	if cmd == nil {
 		return c.actedOrViolation("c2hdata", "C2HData for command %d, which is not outstanding", cid)
 	}
+	cmd = c.pick(cid, func(cmd *command) bool { return cmd.dir&2 != 0 && off == cmd.c2h })
 	if cmd.dir&2 == 0 {
 		return violation("c2hdata-dir", "C2HData for command %d (opcode %#x), which moves no data to the host", cid, cmd.opcode)
 	}
@@ -898,6 +906,7 @@ func (c *Checker) targetR2T(h []byte) error {
 	if cmd == nil {
 		return c.actedOrViolation("r2t", "R2T for command %d, which is not outstanding", cid)
 	}
+	cmd = c.pick(cid, func(cmd *command) bool { return cmd.viaR2T && off == cmd.r2tAsked })
 	switch {
 	case !cmd.viaR2T:
 		return c.actedOrViolation("r2t", "R2T for command %d, whose data is not due through R2T", cid)

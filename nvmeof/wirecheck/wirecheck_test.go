@@ -282,3 +282,15 @@ func TestReusedCommandIDAnsweredOutOfOrder(t *testing.T) {
 	require.NoError(t, v.c.Received(response(1, 7, nvme.Success)), "the flush's answer")
 	require.Error(t, v.c.Received(response(1, 7, nvme.Success)), "the write's, with no data sent")
 }
+
+// Under a reused command ID, a read's data fits the read, whichever of
+// the two the host sent first.
+func TestReusedCommandIDData(t *testing.T) {
+	v := newConv(t, 0)
+	v.connectIO()
+	v.send(sqe(nvme.IOFlush, 1, nvme.SGLTransportDataBlock, 0), nil)
+	v.send(sqe(nvme.IORead, 1, nvme.SGLTransportDataBlock, 512), nil)
+	require.NoError(t, v.c.Received(v.c2h(1, 0, make([]byte, 512), 0)))
+	require.NoError(t, v.c.Received(response(1, 1, nvme.Success)), "the read's answer")
+	require.NoError(t, v.c.Received(response(1, 1, nvme.Success)), "the flush's")
+}
