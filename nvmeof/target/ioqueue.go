@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 
 	"golang.org/x/sys/unix"
@@ -12,7 +13,28 @@ import (
 	"github.com/strata-storage/strata/internal/iomem"
 	"github.com/strata-storage/strata/nvmeof/nvme"
 	"github.com/strata-storage/strata/nvmeof/pdu"
+	"github.com/strata-storage/strata/nvmeof/transport"
 	"github.com/strata-storage/strata/reactor"
+)
+
+const (
+	// recvBufSize is the receive buffer of an I/O queue: one RECV brings
+	// in every small PDU that has arrived.
+	recvBufSize = 64 << 10
+)
+
+// What to do with a PDU once its data is in.
+const (
+	thenNothing uint8 = iota // a TermReq's quoted header
+	thenExec                 // execute cur
+	thenFail                 // fail cur with failStatus
+	thenData                 // H2CData for cur: count it, execute cur when complete
+)
+
+// Out tags: the command's index, and which of its outputs it is.
+const (
+	tagR2T  = 1 << 16
+	tagTerm = 1 << 17
 )
 
 // slotsPerEntry is how many command slots a queue has per SQ entry. A slot
@@ -46,22 +68,14 @@ type command struct {
 	ns       *nsState
 	req      bdev.Request
 	status   nvme.Status
-	dsmLeft  []byte // Dataset Management ranges still to deallocate
-	outKind  uint8
-	nextOut  *command
-	hdr      [pdu.MaxTermReqPLen]byte // C2HData, R2T or TermReq header
+	dsmLeft  []byte        // Dataset Management ranges still to deallocate
+	out      transport.Out // the response: C2HData and capsule
+	r2tOut   transport.Out
+	hdr      [pdu.DataHLen + pdu.DigestSize]byte // C2HData header
+	r2t      [pdu.R2THLen + pdu.DigestSize]byte
 	resp     [pdu.CapsuleRespHLen + pdu.DigestSize]byte
 	ddgst    [pdu.DigestSize]byte
-	hdrLen   int
-	respLen  int
-	pad      int
 }
-
-const (
-	outR2T uint8 = iota
-	outResponse
-	outTermReq
-)
 
 // ioQueue is an I/O queue served by one reactor: it receives, executes and
 // responds there, so a command never crosses threads. The conn's goroutine
@@ -79,13 +93,19 @@ type ioQueue struct {
 	free        []uint16
 	outstanding int    // slots taken and not yet freed
 	sqhd        uint32 // commands fetched, for SQHD
-	in          receiver
-	out         outQueue
-	term        command // carries a C2HTermReq
+	conn        *transport.Conn
+	term        [pdu.MaxTermReqPLen]byte // a C2HTermReq
+	termOut     transport.Out
 	dead        bool
-	finalized   bool
-	endErr      error
-	closed      chan struct{}
+
+	// The PDU being received (transport.Handler).
+	cur        *command
+	then       uint8
+	failStatus nvme.Status
+	dataLen    uint32
+	finalized  bool
+	endErr     error
+	closed     chan struct{}
 }
 
 func newIOQueue(c *conn, ctrl *Controller) (*ioQueue, error) {
@@ -111,11 +131,13 @@ func newIOQueue(c *conn, ctrl *Controller) (*ioQueue, error) {
 		cmd.buf = mem.Bytes()[i*MaxTransferBytes : (i+1)*MaxTransferBytes : (i+1)*MaxTransferBytes]
 		cmd.req.Callback = q.ioDone
 		cmd.req.Tag = uint64(i)
+		cmd.out.Tag, cmd.r2tOut.Tag = uint32(i), uint32(i)|tagR2T
 		q.free = append(q.free, uint16(n-1-i))
 	}
-	q.term.q = q
-	q.in.init(q, mem.Bytes()[n*MaxTransferBytes:])
-	q.out.init(q, n)
+	q.termOut.Tag = tagTerm
+	cfg := pdu.Config{Accept: hostToController, HeaderDigest: c.hdgst, DataDigest: c.ddgst, MaxData: MaxH2CData}
+	// Each slot has a response and an R2T to send, and there is a TermReq.
+	q.conn = transport.New(q.r, fd, q, cfg, mem.Bytes()[n*MaxTransferBytes:], 2*n+1)
 	return q, nil
 }
 
@@ -145,7 +167,7 @@ func (q *ioQueue) serve(early []byte) error {
 	early = append([]byte(nil), early...)
 	err := q.r.Post(reactor.TaskFunc(func(*reactor.Reactor) {
 		if !q.dead {
-			q.in.start(early)
+			q.conn.Start(early)
 		}
 	}))
 	if err != nil { // the conn's shutdown releases the queue
@@ -184,13 +206,16 @@ func (q *ioQueue) end(err error) {
 	q.endErr = err
 	var fe *pdu.FatalError
 	if errors.As(err, &fe) {
-		q.term.hdrLen = pdu.EncodeTermReq(q.term.hdr[:], pdu.TypeC2HTermReq, fe.Status, fe.FEI, fe.Header)
-		q.out.push(&q.term, outTermReq)
+		n := pdu.EncodeTermReq(q.term[:], pdu.TypeC2HTermReq, fe.Status, fe.FEI, fe.Header)
+		q.termOut.Reset()
+		q.termOut.Add(q.term[:n])
+		q.termOut.Last = true
+		q.conn.Push(&q.termOut)
 	}
 	q.dead = true
-	q.in.stop()
-	if cmd := q.in.cur; cmd != nil && cmd.state == stIdle { // its capsule cut short
-		q.in.cur = nil
+	q.conn.Stop()
+	if cmd := q.cur; cmd != nil && cmd.state == stIdle { // its capsule cut short
+		q.cur = nil
 		q.freeSlot(cmd)
 	}
 	for i := range q.cmds {
@@ -202,7 +227,7 @@ func (q *ioQueue) end(err error) {
 }
 
 func (q *ioQueue) maybeFinalize() {
-	if !q.dead || q.finalized || q.out.busy || q.out.staged || q.out.scheduled || q.in.busy || q.outstanding != 0 {
+	if !q.dead || q.finalized || !q.conn.Idle() || q.outstanding != 0 {
 		return
 	}
 	q.finalized = true
@@ -245,57 +270,133 @@ func (q *ioQueue) freeSlot(cmd *command) {
 	q.maybeFinalize()
 }
 
+// Header takes a PDU header from the connection and says where the data
+// that follows it goes (transport.Handler).
+func (q *ioQueue) Header(h pdu.Header, f pdu.Frame) ([]byte, error) {
+	q.cur, q.then, q.dataLen = nil, thenNothing, f.DataLen
+	switch h.Type() {
+	case pdu.TypeCapsuleCmd:
+		return q.receiveCommand(h, f.DataLen)
+	case pdu.TypeH2CData:
+		return q.receiveData(pdu.Data(h), f.DataLen)
+	case pdu.TypeH2CTermReq:
+		return nil, fmt.Errorf("target: host terminated the connection: %s: %w", pdu.TermReq(h).FES(), io.EOF)
+	}
+	return nil, nil
+}
+
+// Received acts on a PDU whose bytes are all in (transport.Handler).
+func (q *ioQueue) Received(digestOK bool) bool {
+	cmd := q.cur
+	q.cur = nil
+	if !digestOK {
+		// Not fatal: the command fails with a transient transport error
+		// (TP 8000, 3.6.2.x).
+		switch q.then {
+		case thenExec:
+			q.then, q.failStatus = thenFail, nvme.TransientTransportError
+		case thenData:
+			cmd.status = nvme.TransientTransportError
+		}
+	}
+	switch q.then {
+	case thenExec:
+		cmd.state = stQueued
+		q.execute(cmd)
+	case thenFail:
+		cmd.state = stQueued
+		q.respond(cmd, q.failStatus)
+	case thenData:
+		cmd.received += q.dataLen
+		if cmd.received < cmd.dataLen {
+			return true
+		}
+		cmd.state = stQueued
+		if !cmd.status.OK() {
+			q.respond(cmd, cmd.status)
+		} else {
+			q.execute(cmd)
+		}
+	}
+	return !q.dead
+}
+
+// Handed learns that an output is on its way (transport.Handler): once
+// an R2T is, the host may have it, and its data is welcome.
+func (q *ioQueue) Handed(o *transport.Out) {
+	if o.Tag&tagR2T != 0 {
+		if cmd := &q.cmds[uint16(o.Tag)]; cmd.state == stR2TQueued {
+			cmd.state = stWaitData
+		}
+	}
+}
+
+// Sent frees the slot whose response was written, or never will be
+// (transport.Handler).
+func (q *ioQueue) Sent(o *transport.Out, _ bool) {
+	if o.Tag&(tagR2T|tagTerm) == 0 {
+		q.freeSlot(&q.cmds[o.Tag])
+	}
+}
+
+// End ends the queue for a failure of its connection (transport.Handler).
+func (q *ioQueue) End(err error) { q.end(err) }
+
+// Idle closes the queue if it ended and nothing of it is in flight
+// (transport.Handler).
+func (q *ioQueue) Idle() { q.maybeFinalize() }
+
 // receiveCommand takes a command capsule's header and says what to do
 // with the data that follows it (TP 8000, 3.6.2.5).
-func (q *ioQueue) receiveCommand(in *receiver, h pdu.Header) error {
-	inCapsule := in.frame.DataLen
+func (q *ioQueue) receiveCommand(h pdu.Header, inCapsule uint32) ([]byte, error) {
 	if inCapsule > InCapsuleBytes {
-		return &pdu.FatalError{Status: pdu.FatalDataLimitExceeded, Reason: fmt.Sprintf("%d bytes in capsule, more than %d", inCapsule, InCapsuleBytes), Header: h}
+		return nil, &pdu.FatalError{Status: pdu.FatalDataLimitExceeded, Reason: fmt.Sprintf("%d bytes in capsule, more than %d", inCapsule, InCapsuleBytes), Header: h}
 	}
 	cmd, err := q.takeSlot(h)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	copy(cmd.sqe[:], pdu.CapsuleCmd(h).SQE())
 	q.sqhd++
-	in.cur = cmd
+	q.cur = cmd
 	st, dir := q.prepare(cmd, inCapsule)
 	switch {
 	case !st.OK():
-		in.then, in.failStatus = thenFail, st // any capsule data is discarded
+		q.then, q.failStatus = thenFail, st // any capsule data is discarded
 	case dir == dirHostToController && inCapsule > 0:
-		in.then, in.dst = thenExec, cmd.buf[:inCapsule]
+		q.then = thenExec
+		return cmd.buf[:inCapsule], nil
 	case dir == dirHostToController:
-		in.cur = nil
+		q.cur = nil
 		cmd.state = stR2TQueued
 		q.queueR2T(cmd)
 	default:
-		in.then = thenExec
+		q.then = thenExec
 	}
-	return nil
+	return nil, nil
 }
 
 // receiveData takes an H2CData header: the data goes into the command the
 // transfer tag names, at the offset the PDU gives (TP 8000, 3.6.2.7).
-func (q *ioQueue) receiveData(in *receiver, d pdu.Data) error {
+func (q *ioQueue) receiveData(d pdu.Data, n uint32) ([]byte, error) {
 	ttag := d.TTAG()
 	if int(ttag) >= len(q.cmds) || q.cmds[ttag].state != stWaitData && q.cmds[ttag].state != stR2TQueued {
-		return &pdu.FatalError{Status: pdu.FatalInvalidHeader, FEI: 10, Reason: fmt.Sprintf("H2CData for unknown transfer tag %d", ttag), Header: d}
+		return nil, &pdu.FatalError{Status: pdu.FatalInvalidHeader, FEI: 10, Reason: fmt.Sprintf("H2CData for unknown transfer tag %d", ttag), Header: d}
 	}
 	cmd := &q.cmds[ttag]
 	if cmd.state == stR2TQueued {
 		// The host cannot have seen the R2T: it guessed the tag.
-		return &pdu.FatalError{Status: pdu.FatalSequence, Reason: fmt.Sprintf("H2CData for transfer tag %d before its R2T", ttag), Header: d}
+		return nil, &pdu.FatalError{Status: pdu.FatalSequence, Reason: fmt.Sprintf("H2CData for transfer tag %d before its R2T", ttag), Header: d}
 	}
 	if d.CCCID() != nvme.Command(cmd.sqe[:]).CID() {
-		return &pdu.FatalError{Status: pdu.FatalInvalidHeader, FEI: 8, Reason: "H2CData CCCID does not match the transfer tag", Header: d}
+		return nil, &pdu.FatalError{Status: pdu.FatalInvalidHeader, FEI: 8, Reason: "H2CData CCCID does not match the transfer tag", Header: d}
 	}
-	off, n := d.Offset(), in.frame.DataLen
+	off := d.Offset()
 	if off != cmd.received || n != d.Length() || uint64(off)+uint64(n) > uint64(cmd.dataLen) || n == 0 {
-		return &pdu.FatalError{Status: pdu.FatalDataOutOfRange, Reason: fmt.Sprintf("H2CData offset %d length %d, expected offset %d of %d", off, d.Length(), cmd.received, cmd.dataLen), Header: d}
+		return nil, &pdu.FatalError{Status: pdu.FatalDataOutOfRange, Reason: fmt.Sprintf("H2CData offset %d length %d, expected offset %d of %d", off, d.Length(), cmd.received, cmd.dataLen), Header: d}
 	}
-	in.cur, in.then, in.dst = cmd, thenData, cmd.buf[off:off+n]
-	return nil
+	q.cur, q.then = cmd, thenData
+	return cmd.buf[off : off+n], nil
 }
 
 // prepare validates a command as its capsule arrives, with inCapsule
@@ -487,7 +588,8 @@ func (q *ioQueue) respond(cmd *command, st nvme.Status) {
 	}
 	c := q.c
 	sqe := nvme.Command(cmd.sqe[:])
-	cmd.hdrLen, cmd.respLen, cmd.pad = 0, 0, 0
+	o := &cmd.out
+	o.Reset()
 	skipResp := false
 	if st.OK() && sqe.Opcode() == nvme.IORead {
 		flags := uint8(pdu.FlagLastPDU)
@@ -496,9 +598,12 @@ func (q *ioQueue) respond(cmd *command, st nvme.Status) {
 			skipResp = true
 		}
 		n, pdo := pdu.EncodeData(cmd.hdr[:], pdu.TypeC2HData, flags, sqe.CID(), 0, 0, cmd.dataLen, c.hdgst, c.ddgst, c.hostAlign)
-		cmd.hdrLen, cmd.pad = n, pdo-n
+		o.Add(cmd.hdr[:n])
+		o.Add(transport.Pad(pdo - n))
+		o.Add(cmd.buf[:cmd.dataLen])
 		if c.ddgst {
 			pdu.PutDigest(cmd.ddgst[:], cmd.buf[:cmd.dataLen])
+			o.Add(cmd.ddgst[:])
 		}
 	}
 	if !skipResp {
@@ -507,9 +612,9 @@ func (q *ioQueue) respond(cmd *command, st nvme.Status) {
 			sqhd = uint16(q.sqhd % c.sqsize)
 		}
 		pdu.CapsuleResp(cmd.resp[:]).CQE().Set(0, 0, sqhd, c.qid, sqe.CID(), st)
-		cmd.respLen = pdu.EncodeCapsuleResp(cmd.resp[:], c.hdgst)
+		o.Add(cmd.resp[:pdu.EncodeCapsuleResp(cmd.resp[:], c.hdgst)])
 	}
-	q.out.push(cmd, outResponse)
+	q.conn.Push(o)
 }
 
 // queueR2T asks the host for a write's data: one R2T for the whole
@@ -520,8 +625,10 @@ func (q *ioQueue) queueR2T(cmd *command) {
 		return
 	}
 	sqe := nvme.Command(cmd.sqe[:])
-	cmd.hdrLen = pdu.EncodeR2T(cmd.hdr[:], sqe.CID(), cmd.idx, 0, cmd.dataLen, q.c.hdgst)
-	q.out.push(cmd, outR2T)
+	n := pdu.EncodeR2T(cmd.r2t[:], sqe.CID(), cmd.idx, 0, cmd.dataLen, q.c.hdgst)
+	cmd.r2tOut.Reset()
+	cmd.r2tOut.Add(cmd.r2t[:n])
+	q.conn.Push(&cmd.r2tOut)
 }
 
 // flushNamespace flushes a namespace's device from a control path, on

@@ -1,0 +1,335 @@
+// Package transport runs the byte stream of one NVMe/TCP connection on a
+// reactor, for the target's I/O queues and the host's alike: a receiver
+// that frames the PDUs arriving on the socket, and a sender that writes
+// the PDUs queued for it in batches. What a PDU means — which command it
+// belongs to, what to answer — is the Handler's: the transport knows
+// framing (pdu.Config checks every header), padding, digests and the
+// socket, nothing of NVMe commands.
+//
+// Everything here is reactor-owned: a Conn's methods, and its Handler's,
+// run on the reactor that owns the connection, so nothing is locked and
+// nothing is allocated per PDU.
+//
+// A connection's life: the side that accepted or dialed it does the
+// ICReq/ICResp exchange (and, on the host, the Connect) on a goroutine
+// with a pdu.Reader, then hands the socket to a Conn with Start and the
+// bytes that exchange read ahead. Stop ends receiving; the Conn is idle
+// (Idle) once no operation of it is in flight, when its owner closes the
+// socket.
+package transport
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-storage/strata/nvmeof/pdu"
+	"github.com/strata-storage/strata/reactor"
+)
+
+// Handler is what a Conn tells of its connection. Its methods run on the
+// Conn's reactor, and may call the Conn's methods.
+type Handler interface {
+	// Header acts on a PDU header: h (digest included and checked) with
+	// frame f. It returns where the PDU's data goes, f.DataLen bytes (nil:
+	// the data is received and discarded), or an error that ends the
+	// connection (End).
+	Header(h pdu.Header, f pdu.Frame) ([]byte, error)
+	// Received says that the PDU whose header came last is all in:
+	// digestOK is false when its data did not match its data digest (TP
+	// 8000, 3.6.2.x: not fatal; the handler fails what the data was for).
+	// It returns false when the handler ended the connection.
+	Received(digestOK bool) bool
+	// Handed says that o is in a write handed to the socket: from now on
+	// the peer may have it.
+	Handed(o *Out)
+	// Sent hands o back: written, or never to be (a write failed, the
+	// connection closed, or o was queued behind a Last).
+	Sent(o *Out, written bool)
+	// End says why the connection cannot go on: the peer closed it, a
+	// receive or a send failed, or a header was malformed (a
+	// *pdu.FatalError). Once per failure; the handler stops the Conn.
+	End(err error)
+	// Idle says that an operation of the Conn completed; the handler checks
+	// Conn.Idle to know whether it may close the socket.
+	Idle()
+}
+
+// Conn is one NVMe/TCP connection's socket on a reactor.
+type Conn struct {
+	r  *reactor.Reactor
+	fd int
+	h  Handler
+	rx receiver
+	tx sender
+}
+
+// New makes a Conn for socket fd, owned by reactor r: recvBuf (at least
+// pdu.MaxHeaderSize*2 bytes, off-heap for speed) receives the stream, cfg
+// says what may arrive, and maxOuts bounds the Outs queued at once (it
+// sizes the send batch; more still work, but allocate).
+func New(r *reactor.Reactor, fd int, h Handler, cfg pdu.Config, recvBuf []byte, maxOuts int) *Conn {
+	c := &Conn{r: r, fd: fd, h: h}
+	c.rx.init(c, cfg, recvBuf)
+	c.tx.init(c, maxOuts)
+	return c
+}
+
+// Start begins receiving, with the bytes a handshake read ahead (copied).
+func (c *Conn) Start(early []byte) { c.rx.start(early) }
+
+// Stop ends receiving: a receive in flight is cut short by shutting the
+// socket's read side. Sending goes on: what is queued is still written.
+func (c *Conn) Stop() { c.rx.stop() }
+
+// Close makes the sender drop what is queued and everything pushed from
+// now on (Sent, not written); a write in flight completes.
+func (c *Conn) Close() { c.tx.close() }
+
+// Idle reports whether no operation of the Conn is in flight or due: no
+// receive, no write, nothing staged or queued.
+func (c *Conn) Idle() bool {
+	return !c.rx.busy && !c.tx.busy && !c.tx.staged && !c.tx.scheduled && c.tx.head == nil
+}
+
+// Push queues o to be written after everything queued before it.
+func (c *Conn) Push(o *Out) { c.tx.push(o) }
+
+// SetConfig changes what may arrive, between PDUs.
+func (c *Conn) SetConfig(cfg pdu.Config) { c.rx.cfg = cfg }
+
+// Where the receiver stands in the PDU it is reading.
+const (
+	inHeader uint8 = iota
+	inPad
+	inData
+	inDigest
+)
+
+// DirectRecvMin is the data still due for a PDU from which a receive goes
+// straight into its destination instead of through the receive buffer
+// and a copy.
+const DirectRecvMin = 16 << 10
+
+// receiver frames the PDUs of a connection: RECV into the buffer, parse
+// every PDU there, hand each to the handler at once. Large data goes
+// straight into its destination.
+type receiver struct {
+	c          *Conn
+	cfg        pdu.Config
+	buf        []byte
+	head, tail int  // buf[head:tail] is received and not yet parsed
+	busy       bool // a RECV is in flight
+	direct     bool // ...into dst
+	stopped    bool
+	retry      recvRetry
+
+	// The PDU being received.
+	at       uint8
+	frame    pdu.Frame
+	padLeft  int
+	dst      []byte // where the data goes; nil: discard dataLeft bytes
+	dataLeft int
+	crc      uint32
+}
+
+// recvRetry posts a RECV the reactor had no operation slot for.
+type recvRetry struct{ rx *receiver }
+
+func (t *recvRetry) Run(*reactor.Reactor) { t.rx.post() }
+
+func (rx *receiver) init(c *Conn, cfg pdu.Config, buf []byte) {
+	rx.c, rx.cfg, rx.buf, rx.retry.rx = c, cfg, buf, rx
+}
+
+func (rx *receiver) start(early []byte) {
+	rx.tail = copy(rx.buf, early)
+	if rx.parse() {
+		rx.post()
+	}
+}
+
+func (rx *receiver) stop() {
+	rx.stopped = true
+	if rx.busy {
+		unix.Shutdown(rx.c.fd, unix.SHUT_RD)
+	}
+}
+
+// post issues the next RECV: into the destination when a large part of
+// the data is still due and nothing is buffered, else into buf.
+func (rx *receiver) post() {
+	if rx.stopped || rx.busy {
+		return
+	}
+	sqe := rx.c.r.PrepWait(rx)
+	if sqe == nil { // every operation slot of the reactor is busy: next loop
+		rx.c.r.Defer(&rx.retry)
+		return
+	}
+	rx.busy = true
+	if rx.at == inData && rx.dst != nil && rx.head == rx.tail && rx.dataLeft >= DirectRecvMin {
+		rx.direct = true
+		off := len(rx.dst) - rx.dataLeft
+		sqe.PrepRecv(int32(rx.c.fd), rx.dst[off:], 0)
+		return
+	}
+	rx.direct = false
+	sqe.PrepRecv(int32(rx.c.fd), rx.space(), 0)
+}
+
+// space returns where the next RECV into the buffer goes. What is left
+// unparsed is at most part of a header or digest: when too little room
+// follows it for the rest, it moves to the front.
+func (rx *receiver) space() []byte {
+	if rx.head == rx.tail {
+		rx.head, rx.tail = 0, 0
+	} else if len(rx.buf)-rx.tail < pdu.MaxHeaderSize {
+		rx.tail = copy(rx.buf, rx.buf[rx.head:rx.tail])
+		rx.head = 0
+	}
+	return rx.buf[rx.tail:]
+}
+
+// Complete handles a RECV's completion.
+func (rx *receiver) Complete(res int32, _ uint32) {
+	rx.busy = false
+	h := rx.c.h
+	switch {
+	case rx.stopped:
+		h.Idle()
+		return
+	case res == 0:
+		h.End(io.EOF)
+		return
+	case res < 0:
+		h.End(fmt.Errorf("transport: receive: %w", unix.Errno(-res)))
+		return
+	}
+	n := int(res)
+	if rx.direct {
+		off := len(rx.dst) - rx.dataLeft
+		rx.consumeData(rx.dst[off : off+n])
+		if rx.dataLeft == 0 && !rx.endData() {
+			return
+		}
+	} else {
+		rx.tail += n
+	}
+	if rx.parse() {
+		rx.post()
+	}
+}
+
+// parse works through the buffered bytes; false if the connection ended.
+func (rx *receiver) parse() bool {
+	for !rx.stopped {
+		avail := rx.buf[rx.head:rx.tail]
+		switch rx.at {
+		case inHeader:
+			if len(avail) < pdu.CommonHeaderSize {
+				return true
+			}
+			hend, err := rx.cfg.HeaderLen(avail)
+			if err != nil {
+				rx.c.h.End(err)
+				return false
+			}
+			if len(avail) < hend {
+				return true
+			}
+			rx.head += hend
+			if !rx.header(avail[:hend]) {
+				return false
+			}
+		case inPad:
+			n := min(len(avail), rx.padLeft)
+			rx.head += n
+			if rx.padLeft -= n; rx.padLeft > 0 {
+				return true
+			}
+			rx.at = inData
+		case inData:
+			if rx.dataLeft > 0 {
+				if len(avail) == 0 {
+					return true
+				}
+				n := min(len(avail), rx.dataLeft)
+				rx.head += n
+				rx.consumeData(avail[:n])
+				if rx.dataLeft > 0 {
+					return true
+				}
+			}
+			if !rx.endData() {
+				return false
+			}
+		case inDigest:
+			if len(avail) < pdu.DigestSize {
+				return true
+			}
+			rx.head += pdu.DigestSize
+			// Discarded data's digest does not matter.
+			ok := rx.dst == nil || binary.LittleEndian.Uint32(avail) == rx.crc
+			if !rx.finish(ok) {
+				return false
+			}
+		}
+	}
+	return false
+}
+
+func (rx *receiver) consumeData(b []byte) {
+	if rx.dst != nil {
+		off := len(rx.dst) - rx.dataLeft
+		if &rx.dst[off] != &b[0] { // a direct RECV put it in place already
+			copy(rx.dst[off:], b)
+		}
+		if rx.frame.DataDigest {
+			rx.crc = pdu.UpdateDigest(rx.crc, b)
+		}
+	}
+	rx.dataLeft -= len(b)
+}
+
+// endData moves past the data to its digest, or finishes the PDU.
+func (rx *receiver) endData() bool {
+	if rx.frame.DataDigest {
+		rx.at = inDigest
+		return true
+	}
+	return rx.finish(true)
+}
+
+// header validates a PDU header, asks the handler where its data goes and
+// sets up the receipt of what follows it.
+func (rx *receiver) header(h pdu.Header) bool {
+	frame, err := rx.cfg.ParseHeader(h)
+	if err != nil {
+		rx.c.h.End(err)
+		return false
+	}
+	dst, err := rx.c.h.Header(h, frame)
+	if err != nil {
+		rx.c.h.End(err)
+		return false
+	}
+	if dst != nil && len(dst) != int(frame.DataLen) {
+		panic(fmt.Sprintf("transport: handler gave %d bytes for %d of data", len(dst), frame.DataLen))
+	}
+	rx.frame, rx.padLeft, rx.dataLeft, rx.dst, rx.crc = frame, frame.PadLen, int(frame.DataLen), dst, 0
+	rx.at = inPad
+	if rx.padLeft == 0 {
+		rx.at = inData
+	}
+	return true
+}
+
+// finish hands a PDU whose bytes are all in to the handler, and readies
+// the next.
+func (rx *receiver) finish(digestOK bool) bool {
+	rx.at, rx.dst = inHeader, nil
+	return rx.c.h.Received(digestOK)
+}
