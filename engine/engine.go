@@ -18,7 +18,6 @@ import (
 	"github.com/strata-storage/strata/bdev/file"
 	"github.com/strata-storage/strata/bdev/malloc"
 	"github.com/strata-storage/strata/bdev/null"
-	"github.com/strata-storage/strata/bdev/part"
 	"github.com/strata-storage/strata/bdev/pcie"
 	"github.com/strata-storage/strata/internal/atomicfile"
 	"github.com/strata-storage/strata/reactor"
@@ -92,7 +91,8 @@ type livePool struct {
 
 // liveVolume is a volume's runtime half.
 type liveVolume struct {
-	dev     *part.Device // nil when its pool is faulted
+	kind    volumeKind
+	dev     volumeDevice // nil when its pool is faulted
 	err     error
 	samples [2]ioSample
 }
@@ -198,10 +198,10 @@ func (e *Engine) start() {
 	}
 	for _, name := range slices.Sorted(maps.Keys(e.st.volumes)) {
 		v := e.st.volumes[name]
-		lv := &liveVolume{}
+		lv := &liveVolume{kind: kinds[v.Kind]}
 		if p := e.pools[v.Pool]; p.dev == nil {
 			lv.err = fmt.Errorf("pool %s is faulted", v.Pool)
-		} else if lv.dev, lv.err = part.New(name, p.dev, v.Extent.Start, v.Extent.Blocks, bdev.UUID(v.UUID)); lv.err != nil {
+		} else if lv.dev, lv.err = lv.kind.open(p.dev, v, lv.kind.blocks(v)); lv.err != nil {
 			e.log.Error("volume faulted", "volume", name, "err", lv.err)
 		}
 		e.volumes[name] = lv

@@ -24,13 +24,6 @@ import (
 // reads every earlier version too, migrating it (migrations).
 const StateVersion = 2
 
-// Volume kinds (volumeRecord.Kind): how a volume's blocks are kept.
-const (
-	// KindExtent: one contiguous extent of its pool, seen through a part
-	// device.
-	KindExtent = "extent"
-)
-
 // migrations[v] turns a state file of version v, as a JSON document, into
 // one of version v+1. Each is a pure function of the document: no device
 // is touched, so a migration cannot half happen; the file is rewritten
@@ -351,14 +344,16 @@ func (s *state) check() error {
 		if !ok {
 			return fmt.Errorf("volume %q: no pool %q", name, v.Pool)
 		}
-		if v.Extent.Blocks == 0 || v.Extent.Start > p.Blocks || v.Extent.Blocks > p.Blocks-v.Extent.Start {
-			return fmt.Errorf("volume %q: extent %v outside pool %q of %d blocks", name, v.Extent, v.Pool, p.Blocks)
+		for _, x := range kinds[v.Kind].used(v) {
+			if x.Blocks == 0 || x.Start > p.Blocks || x.Blocks > p.Blocks-x.Start {
+				return fmt.Errorf("volume %q: extent %v outside pool %q of %d blocks", name, x, v.Pool, p.Blocks)
+			}
+			used[v.Pool] = append(used[v.Pool], x)
 		}
 		if other, dup := uuids[v.UUID]; dup {
 			return fmt.Errorf("volumes %q and %q have the same UUID", other, name)
 		}
 		uuids[v.UUID] = name
-		used[v.Pool] = append(used[v.Pool], v.Extent)
 	}
 	for name, p := range s.pools {
 		if err := tiles(p, used[name]); err != nil {
@@ -417,7 +412,7 @@ func (v volumeRecord) check(name string) error {
 	if err := bdev.ValidName(name); err != nil || v.Name != name {
 		return fmt.Errorf("volume %q: bad name", name)
 	}
-	if v.Kind != KindExtent {
+	if _, ok := kinds[v.Kind]; !ok {
 		return fmt.Errorf("volume %q: unknown kind %q", name, v.Kind)
 	}
 	if v.UUID == (textUUID{}) || v.NGUID == (hexID{}) {

@@ -112,7 +112,7 @@ func (e *Engine) VolumeIO() []VolumeIO {
 	for _, name := range slices.Sorted(maps.Keys(e.volumes)) {
 		v, lv := e.st.volumes[name], e.volumes[name]
 		out = append(out, VolumeIO{
-			Name: name, Pool: v.Pool, SizeBytes: v.Extent.Blocks * uint64(e.st.pools[v.Pool].BlockSize),
+			Name: name, Pool: v.Pool, SizeBytes: lv.kind.blocks(v) * uint64(e.st.pools[v.Pool].BlockSize),
 			Online: lv.dev != nil, Stats: lv.stats(),
 		})
 	}

@@ -10,8 +10,6 @@ import (
 	"slices"
 
 	"github.com/strata-storage/strata/bdev"
-	"github.com/strata-storage/strata/bdev/part"
-	"github.com/strata-storage/strata/engine/extent"
 )
 
 // VolumeSpec asks for a volume.
@@ -42,9 +40,9 @@ func (e *Engine) volumeView(name string) Volume {
 	bs := uint64(e.st.pools[v.Pool].BlockSize)
 	out := Volume{
 		Name: name, Pool: v.Pool, UUID: bdev.UUID(v.UUID).String(), NGUID: hex.EncodeToString(v.NGUID[:]),
-		Serial: v.Serial, SizeBytes: v.Extent.Blocks * bs, BlockSize: uint32(bs),
-		OffsetBytes: v.Extent.Start * bs, State: StateOnline,
+		Serial: v.Serial, SizeBytes: lv.kind.blocks(v) * bs, BlockSize: uint32(bs), State: StateOnline,
 	}
+	lv.kind.describe(v, bs, &out)
 	if lv.dev == nil {
 		out.State, out.Error = StateFaulted, lv.err.Error()
 	}
@@ -95,7 +93,7 @@ func (e *Engine) VolumeDevice(name string) (bdev.Device, error) {
 // first free one large enough. Its space reads back as zeroes. Asking again
 // for an existing volume with the same pool and size returns it (created
 // false); another spec under the same name is a conflict.
-func (e *Engine) CreateVolume(_ context.Context, spec VolumeSpec) (Volume, bool, error) {
+func (e *Engine) CreateVolume(ctx context.Context, spec VolumeSpec) (Volume, bool, error) {
 	if err := bdev.ValidName(spec.Name); err != nil {
 		return Volume{}, false, errorf(ErrInvalid, "volume name: %v", err)
 	}
@@ -125,32 +123,28 @@ func (e *Engine) CreateVolume(_ context.Context, spec VolumeSpec) (Volume, bool,
 	if spec.SizeBytes%bs != 0 {
 		return Volume{}, false, errorf(ErrInvalid, "volume %q: size %d is not a multiple of pool %q's block size %d", spec.Name, spec.SizeBytes, spec.Pool, bs)
 	}
-	if spec.SizeBytes > p.Blocks*bs {
-		return Volume{}, false, errorf(ErrInvalid, "volume %q: size %d bytes is larger than pool %q (%d bytes)", spec.Name, spec.SizeBytes, spec.Pool, p.Blocks*bs)
-	}
-	ext, free, err := p.Free.Alloc(spec.SizeBytes / bs)
+	k := kinds[KindExtent]
+	rec := volumeRecord{Name: spec.Name, Pool: spec.Pool, Kind: KindExtent, UUID: textUUID(bdev.NewUUID()), NGUID: hexID(bdev.NewUUID()), Serial: newSerial()}
+	p, err := k.create(e.st, p, &rec, spec.SizeBytes/bs)
 	if err != nil {
-		return Volume{}, false, errorf(ErrNoSpace, "pool %q has no free extent of %d bytes (largest free extent: %d bytes of %d free)", spec.Pool, spec.SizeBytes, p.Free.Largest()*bs, p.Free.FreeBlocks()*bs)
+		return Volume{}, false, err
 	}
-	// A new volume must not show what a deleted one left in its space. The
-	// pool does the unmap, so the volume's statistics start at zero.
-	if err := unmapRange(lp.dev, e.r, ext.Start, ext.Blocks); err != nil {
+	// A new volume must not show what a deleted one left in its space.
+	if err := k.prepare(ctx, lp.dev, e.r, rec, 0, k.blocks(rec), func(uint64) {}); err != nil {
 		return Volume{}, false, errorf(ErrDevice, "volume %q: clear its space in pool %q: %w", spec.Name, spec.Pool, err)
 	}
-	rec := volumeRecord{Name: spec.Name, Pool: spec.Pool, Kind: KindExtent, UUID: textUUID(bdev.NewUUID()), NGUID: hexID(bdev.NewUUID()), Serial: newSerial(), Extent: ext}
-	dev, err := part.New(spec.Name, lp.dev, ext.Start, ext.Blocks, bdev.UUID(rec.UUID))
+	dev, err := k.open(lp.dev, rec, k.blocks(rec))
 	if err != nil {
 		return Volume{}, false, fmt.Errorf("engine: volume %s: %w", spec.Name, err)
 	}
 	next := e.st.clone()
-	p.Free = free
 	next.pools[spec.Pool] = p
 	next.volumes[spec.Name] = rec
 	if err := e.commit(next); err != nil {
 		return Volume{}, false, errors.Join(err, dev.Close())
 	}
-	e.volumes[spec.Name] = &liveVolume{dev: dev}
-	e.log.Info("volume created", "volume", spec.Name, "pool", spec.Pool, "size_bytes", spec.SizeBytes, "offset_bytes", ext.Start*bs)
+	e.volumes[spec.Name] = &liveVolume{kind: k, dev: dev}
+	e.log.Info("volume created", "volume", spec.Name, "pool", spec.Pool, "size_bytes", spec.SizeBytes)
 	return e.volumeView(spec.Name), true, nil
 }
 
@@ -182,7 +176,7 @@ func (e *Engine) ResizeVolume(ctx context.Context, name string, sizeBytes uint64
 	}
 	p := e.st.pools[v.Pool]
 	bs := uint64(p.BlockSize)
-	cur := v.Extent.Blocks * bs
+	cur := lv.kind.blocks(v) * bs
 	switch {
 	case sizeBytes%bs != 0 || sizeBytes == 0:
 		return Volume{}, errorf(ErrInvalid, "volume %q: size %d is not a positive multiple of the block size %d", name, sizeBytes, bs)
@@ -191,56 +185,28 @@ func (e *Engine) ResizeVolume(ctx context.Context, name string, sizeBytes uint64
 	case sizeBytes == cur:
 		return e.volumeView(name), nil
 	}
-	more := sizeBytes/bs - v.Extent.Blocks
-	free, err := p.Free.Take(extent.Extent{Start: v.Extent.End(), Blocks: more})
+	old := v
+	p, err := lv.kind.grow(e.st, p, &v, sizeBytes/bs)
 	if err != nil {
-		return Volume{}, errorf(ErrNoSpace, "volume %q cannot grow in place by %d bytes: %s", name, more*bs, e.whyNoRoomAfter(v, p))
+		return Volume{}, err
 	}
-	if err := unmapRange(e.pools[v.Pool].dev, e.r, v.Extent.End(), more); err != nil {
+	if err := lv.kind.prepare(ctx, e.pools[v.Pool].dev, e.r, v, lv.kind.blocks(old), lv.kind.blocks(v), func(uint64) {}); err != nil {
 		return Volume{}, errorf(ErrDevice, "volume %q: clear the space it grows into: %w", name, err)
 	}
-	// The extent is on disk before any host can write into it.
+	// The new size is on disk before any host can write into it.
 	prev := e.st
 	next := e.st.clone()
-	p.Free = free
 	next.pools[v.Pool] = p
-	v.Extent.Blocks += more
 	next.volumes[name] = v
 	if err := e.commit(next); err != nil {
 		return Volume{}, err
 	}
-	if err := lv.dev.Resize(ctx, v.Extent.Blocks); err != nil {
-		// Nothing used the extent: give it back.
+	if err := lv.dev.Resize(ctx, lv.kind.blocks(v)); err != nil {
+		// Nothing used the new space: give it back.
 		return Volume{}, errors.Join(errorf(ErrDevice, "volume %q: %w", name, err), e.commit(prev))
 	}
 	e.log.Info("volume resized", "volume", name, "from_bytes", cur, "to_bytes", sizeBytes)
 	return e.volumeView(name), nil
-}
-
-// whyNoRoomAfter says what keeps volume v from growing in place.
-func (e *Engine) whyNoRoomAfter(v volumeRecord, p poolRecord) string {
-	end := v.Extent.End()
-	bs := uint64(p.BlockSize)
-	if end == p.Blocks {
-		return fmt.Sprintf("it ends at the end of pool %q", p.Name)
-	}
-	if n := p.Free.FreeAfter(end); n > 0 {
-		next := "the end of the pool"
-		if o := e.volumeAt(p.Name, end+n); o != "" {
-			next = "volume " + o
-		}
-		return fmt.Sprintf("only %d bytes are free after it, up to %s", n*bs, next)
-	}
-	return fmt.Sprintf("the space after it is used by volume %q", e.volumeAt(p.Name, end))
-}
-
-func (e *Engine) volumeAt(pool string, block uint64) string {
-	for name, v := range e.st.volumes {
-		if v.Pool == pool && v.Extent.Start == block {
-			return name
-		}
-	}
-	return ""
 }
 
 // DeleteVolume frees a volume's extent. A shared volume, or one with
@@ -264,12 +230,10 @@ func (e *Engine) DeleteVolume(_ context.Context, name string) error {
 		}
 	}
 	next := e.st.clone()
-	p := next.pools[v.Pool]
-	free, err := p.Free.Free(v.Extent, p.Blocks)
+	p, err := lv.kind.free(next.pools[v.Pool], v)
 	if err != nil {
-		return fmt.Errorf("engine: volume %s: free its extent: %w", name, err)
+		return err
 	}
-	p.Free = free
 	next.pools[v.Pool] = p
 	delete(next.volumes, name)
 	if err := e.commit(next); err != nil {
