@@ -55,13 +55,16 @@ const maxStateBytes = 64 << 20
 //
 //	{"version": 2,
 //	 "pools":   [{"name", "uri", "uuid", "block_size", "blocks", "free_extents": [{"start_block", "blocks"}]}],
-//	 "volumes": [{"name", "pool", "kind", "uuid", "nguid", "serial", "extent": {"start_block", "blocks"}}],
+//	 "volumes": [{"name", "pool", "kind", "uuid", "nguid", "serial", "extent": {"start_block", "blocks"},
+//	              "work": {"op", "online_blocks", "done_blocks"}}],
 //	 "shares":  [{"volume", "nqn", "listeners": ["ip:port"], "hosts": [nqn], "allow_any_host"}],
 //	 "hosts":   [{"name", "nqn"}]}
 //
 // Every list is sorted by name. A pool's free extents and its volumes'
 // extents tile the pool exactly; Load checks that and every other
-// invariant, so a state that loads is one the engine can act on.
+// invariant, so a state that loads is one the engine can act on. A
+// volume's "work" (see workRecord) is there only while it is owed device
+// work; version 2 files written before work existed have none.
 type stateFile struct {
 	Version int            `json:"version"`
 	Pools   []poolRecord   `json:"pools"`
@@ -87,6 +90,47 @@ type volumeRecord struct {
 	NGUID  hexID         `json:"nguid"`
 	Serial string        `json:"serial"`
 	Extent extent.Extent `json:"extent"`
+	Work   workRecord    `json:"work,omitzero"`
+}
+
+// Ops of workRecord.
+const (
+	workCreate = "create" // a new volume: hosts see nothing of it yet
+	workResize = "resize" // a volume growing: hosts see it at its old size
+)
+
+// workRecord is device work a volume is owed before hosts may see all of
+// it (for an extent volume: clearing its new space). Blocks from
+// OnlineBlocks to the volume's size are not ready yet; DoneBlocks of them
+// are, as of the last checkpoint (the work may be further along). Hosts
+// see the first OnlineBlocks blocks meanwhile: none while it is created.
+//
+// The record is written with the mutation that makes the work, and cleared
+// in the write that makes the volume whole, before hosts see the new
+// blocks: after a crash, Open resumes the work from DoneBlocks, and a
+// volume never shows blocks its work has not reached. Doing work again is
+// harmless, as nobody sees those blocks yet. The zero record: no work.
+type workRecord struct {
+	Op           string `json:"op"`
+	OnlineBlocks uint64 `json:"online_blocks"`
+	DoneBlocks   uint64 `json:"done_blocks"`
+}
+
+// check verifies w for a volume of blocks blocks.
+func (w workRecord) check(blocks uint64) error {
+	switch {
+	case w == workRecord{}:
+		return nil
+	case w.Op == workCreate && w.OnlineBlocks != 0:
+		return fmt.Errorf("work %q with %d blocks online", w.Op, w.OnlineBlocks)
+	case w.Op == workResize && (w.OnlineBlocks == 0 || w.OnlineBlocks >= blocks):
+		return fmt.Errorf("work %q from %d blocks online to %d", w.Op, w.OnlineBlocks, blocks)
+	case w.Op != workCreate && w.Op != workResize:
+		return fmt.Errorf("unknown work %q", w.Op)
+	case w.DoneBlocks > blocks-w.OnlineBlocks:
+		return fmt.Errorf("work %q: %d blocks done of %d", w.Op, w.DoneBlocks, blocks-w.OnlineBlocks)
+	}
+	return nil
 }
 
 type shareRecord struct {
@@ -350,6 +394,9 @@ func (s *state) check() error {
 			}
 			used[v.Pool] = append(used[v.Pool], x)
 		}
+		if err := v.Work.check(kinds[v.Kind].blocks(v)); err != nil {
+			return fmt.Errorf("volume %q: %w", name, err)
+		}
 		if other, dup := uuids[v.UUID]; dup {
 			return fmt.Errorf("volumes %q and %q have the same UUID", other, name)
 		}
@@ -362,8 +409,12 @@ func (s *state) check() error {
 	}
 	nqns := map[string]string{}
 	for vol, sh := range s.shares {
-		if _, ok := s.volumes[vol]; !ok || sh.Volume != vol {
+		v, ok := s.volumes[vol]
+		if !ok || sh.Volume != vol {
 			return fmt.Errorf("share %q: no volume %q", vol, sh.Volume)
+		}
+		if v.Work.Op == workCreate {
+			return fmt.Errorf("share %q: its volume is still being created", vol)
 		}
 		if _, err := checkShare(sh); err != nil {
 			return fmt.Errorf("share %q: %w", vol, err)

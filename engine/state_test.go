@@ -74,6 +74,12 @@ func TestDecodeRejects(t *testing.T) {
 		{"free list unsorted", `[{"start_block": 10, "blocks": 20}, {"start_block": 50, "blocks": 50}]`, `[{"start_block": 50, "blocks": 50}, {"start_block": 10, "blocks": 20}]`, "precedes"},
 		{"duplicate volume", `{"name": "v1", "pool": "p0", "kind": "extent", "uuid": "31`, `{"name": "v0", "pool": "p0", "kind": "extent", "uuid": "31`, "listed twice"},
 		{"bad host nqn", `"nqn.2024-01.io.example:h0"`, `"host0"`, "host"},
+		{"unknown work", `"blocks": 20}}]`, `"blocks": 20}, "work": {"op": "rebuild", "online_blocks": 0, "done_blocks": 0}}]`, `unknown work "rebuild"`},
+		{"create work online", `"blocks": 20}}]`, `"blocks": 20}, "work": {"op": "create", "online_blocks": 1, "done_blocks": 0}}]`, "with 1 blocks online"},
+		{"resize work from nothing", `"blocks": 20}}]`, `"blocks": 20}, "work": {"op": "resize", "online_blocks": 0, "done_blocks": 0}}]`, "from 0 blocks online"},
+		{"resize work to no more", `"blocks": 20}}]`, `"blocks": 20}, "work": {"op": "resize", "online_blocks": 20, "done_blocks": 0}}]`, "from 20 blocks online to 20"},
+		{"work done beyond", `"blocks": 20}}]`, `"blocks": 20}, "work": {"op": "resize", "online_blocks": 10, "done_blocks": 11}}]`, "11 blocks done of 10"},
+		{"shared while created", `"blocks": 10}}`, `"blocks": 10}, "work": {"op": "create", "online_blocks": 0, "done_blocks": 3}}`, "still being created"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Contains(t, validState, tc.old, "test case edits nothing")
@@ -81,6 +87,22 @@ func TestDecodeRejects(t *testing.T) {
 			require.ErrorContains(t, err, tc.want)
 		})
 	}
+}
+
+// Work owed to a volume is kept exactly, and a volume with none writes no
+// "work" at all (files from before work existed read the same).
+func TestWorkRoundTrips(t *testing.T) {
+	doc := strings.Replace(validState, `"blocks": 20}}]`, `"blocks": 20}, "work": {"op": "resize", "online_blocks": 8, "done_blocks": 5}}]`, 1)
+	s, _, err := decodeState([]byte(doc))
+	require.NoError(t, err)
+	require.Equal(t, workRecord{Op: workResize, OnlineBlocks: 8, DoneBlocks: 5}, s.volumes["v1"].Work)
+	require.Equal(t, workRecord{}, s.volumes["v0"].Work)
+	b, err := s.encode()
+	require.NoError(t, err)
+	require.Equal(t, 1, strings.Count(string(b), `"work"`))
+	again, _, err := decodeState(b)
+	require.NoError(t, err)
+	require.Equal(t, s, again)
 }
 
 func TestLoadStateErrorsNameTheFile(t *testing.T) {
