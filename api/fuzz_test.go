@@ -106,6 +106,7 @@ var statusOfCode = map[string]int{
 	api.CodeInvalid: 400, api.CodeUnauthorized: 401, api.CodeNotFound: 404, api.CodeMethodNotAllowed: 405,
 	api.CodeConflict: 409, api.CodeNoSpace: 409, api.CodeTooLarge: 413, api.CodeDeviceError: 422,
 	api.CodeInternal: 500, api.CodeExportFailed: 502, api.CodeTargetUnavailable: 503, api.CodeShuttingDown: 503,
+	api.CodeInterrupted: 504,
 }
 
 // maxScriptLines bounds the requests of one input.

@@ -46,6 +46,10 @@ const (
 	CodeExportFailed      = "export_failed"      // 502
 	CodeTargetUnavailable = "target_unavailable" // 503
 	CodeShuttingDown      = "shutting_down"      // 503
+	// CodeInterrupted: the request stopped waiting for device work (its
+	// context ended: the client went away, the server shuts down); the
+	// message says whether the operation goes on in the background.
+	CodeInterrupted = "interrupted" // 504
 )
 
 // codeOf maps an engine error to its code and HTTP status.
@@ -63,6 +67,7 @@ func codeOf(err error) (string, int) {
 		{engine.ErrExport, CodeExportFailed, http.StatusBadGateway},
 		{engine.ErrTargetUnavailable, CodeTargetUnavailable, http.StatusServiceUnavailable},
 		{engine.ErrClosed, CodeShuttingDown, http.StatusServiceUnavailable},
+		{engine.ErrInterrupted, CodeInterrupted, http.StatusGatewayTimeout},
 	} {
 		if errors.Is(err, m.kind) {
 			return m.code, m.status

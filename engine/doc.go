@@ -1,7 +1,7 @@
 // Package engine is Strata's control plane: pools (devices to carve),
-// volumes (contiguous windows of a pool, see bdev/part), shares (a volume
-// exported as an NVMe-oF subsystem through an Exporter) and hosts (named
-// host NQNs).
+// volumes (of a kind: today contiguous windows of a pool, see bdev/part
+// and kind_extent.go), shares (a volume exported as an NVMe-oF subsystem
+// through an Exporter) and hosts (named host NQNs).
 //
 // Persistence: the configuration lives in state.json in the data directory
 // (format in state.go), replaced atomically (internal/atomicfile). Every
@@ -13,13 +13,24 @@
 // A pool whose device cannot be opened stays in the state, reported
 // faulted with the reason, as do its volumes and their shares.
 //
-// Space: each pool keeps its free extents in the state; a volume takes the
-// first free extent large enough (engine/extent) and grows only in place.
-// New space is unmapped before a volume gets it, so it reads back zeroes.
+// Space: each pool keeps its free extents in the state; an extent volume
+// takes the first free extent large enough (engine/extent) and grows only
+// in place. What differs between kinds of volume sits behind volumeKind
+// (kind.go): a new kind is a file and a line in kinds.
 //
-// Concurrency: methods are safe from any goroutine. One mutex serializes
-// them (control-plane calls are rare and short, apart from clearing a new
-// volume's space); nothing here is on the I/O path, which runs on the
-// reactors through the devices' channels. Errors carry a kind (ErrInvalid,
-// ErrNotFound, ErrConflict, ...) for errors.Is; their text is for people.
+// Device work: new space is unmapped before hosts see it, so it reads
+// back zeroes. A mutation only decides and records: the new volume or size
+// goes into the state file with the work it is owed (workRecord), and a
+// worker (job.go) does the work outside the mutex, recording progress as
+// it goes, then makes the volume whole: the record cleared first, then
+// the device opened or grown. CreateVolume and ResizeVolume wait for it,
+// or for their context (ErrInterrupted: the work goes on); Open resumes
+// recorded work; DeleteVolume and Close stop workers and wait for them.
+//
+// Concurrency: methods are safe from any goroutine. One mutex (Engine.mu)
+// guards the state and is held only for short decisions, never across
+// device work, so reads never wait behind it. Nothing here is on the I/O
+// path, which runs on the reactors through the devices' channels.
+// Errors carry a kind (ErrInvalid, ErrNotFound, ErrConflict, ...) for
+// errors.Is; their text is for people.
 package engine

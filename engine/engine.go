@@ -74,6 +74,9 @@ type Engine struct {
 	samplerDone  chan struct{}
 	closeSampler sync.Once
 
+	// workers counts the volume workers running (see job).
+	workers sync.WaitGroup
+
 	mu      sync.Mutex // guards everything below
 	closed  bool
 	st      *state
@@ -91,9 +94,14 @@ type livePool struct {
 
 // liveVolume is a volume's runtime half.
 type liveVolume struct {
-	kind    volumeKind
-	dev     volumeDevice // nil when its pool is faulted
-	err     error
+	kind volumeKind
+	// dev shows the volume's ready blocks to hosts; nil when its pool is
+	// faulted (err says why) or while the volume is being created.
+	dev volumeDevice
+	err error
+	// job is the volume's device work, running or stopped short; nil when
+	// it has none.
+	job     *job
 	samples [2]ioSample
 }
 
@@ -196,15 +204,29 @@ func (e *Engine) start() {
 	for _, name := range slices.Sorted(maps.Keys(e.st.pools)) {
 		e.pools[name] = e.openPool(e.st.pools[name])
 	}
+	var work []string // volumes owed work, resumed once all is up
 	for _, name := range slices.Sorted(maps.Keys(e.st.volumes)) {
 		v := e.st.volumes[name]
 		lv := &liveVolume{kind: kinds[v.Kind]}
-		if p := e.pools[v.Pool]; p.dev == nil {
-			lv.err = fmt.Errorf("pool %s is faulted", v.Pool)
-		} else if lv.dev, lv.err = lv.kind.open(p.dev, v, lv.kind.blocks(v)); lv.err != nil {
-			e.log.Error("volume faulted", "volume", name, "err", lv.err)
-		}
 		e.volumes[name] = lv
+		online := lv.kind.blocks(v)
+		if v.Work.Op != "" {
+			online = v.Work.OnlineBlocks
+		}
+		p := e.pools[v.Pool]
+		switch {
+		case p.dev == nil:
+			lv.err = fmt.Errorf("pool %s is faulted", v.Pool)
+			continue
+		case online > 0:
+			if lv.dev, lv.err = lv.kind.open(p.dev, v, online); lv.err != nil {
+				e.log.Error("volume faulted", "volume", name, "err", lv.err)
+				continue
+			}
+		}
+		if v.Work.Op != "" {
+			work = append(work, name)
+		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(e.st.shares)) {
 		ls := &liveShare{}
@@ -228,6 +250,14 @@ func (e *Engine) start() {
 		} else {
 			e.log.Error("share not exported", "share", name, "nqn", sh.NQN, "err", ls.err)
 		}
+	}
+	// Last: the workers take e.mu, which Open does without.
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, name := range work {
+		v := e.st.volumes[name]
+		e.log.Info("volume work resumed", "volume", name, "op", v.Work.Op, "done_blocks", v.Work.DoneBlocks)
+		e.startJob(name, e.volumes[name], v, v.Work)
 	}
 }
 
@@ -271,7 +301,8 @@ func (e *Engine) begin() error {
 	return nil
 }
 
-// Close stops exporting shares, closes volumes and pools (flushing their
+// Close stops the volumes' device work and waits for it (Open resumes it),
+// stops exporting shares, closes volumes and pools (flushing their
 // devices), writes the state a last time and releases the data directory.
 // Devices handed out by VolumeDevice must have no channel open.
 func (e *Engine) Close() error {
@@ -282,11 +313,22 @@ func (e *Engine) Close() error {
 		}
 	})
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.closed {
+		e.mu.Unlock()
 		return nil
 	}
 	e.closed = true
+	// Workers stop after the step in flight, recording how far they got;
+	// the next Open resumes them.
+	for _, lv := range e.volumes {
+		if lv.job != nil && lv.job.running() {
+			lv.job.cancel(ErrClosed)
+		}
+	}
+	e.mu.Unlock()
+	e.workers.Wait()
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(e.shares)) {
 		if !e.shares[name].exported {

@@ -32,6 +32,11 @@ var (
 	ErrCorruptState = errors.New("engine: corrupt state file")
 	// ErrFutureState: the state file was written by a newer Strata.
 	ErrFutureState = errors.New("engine: state file from a newer version")
+	// ErrInterrupted: the caller's context ended while it waited for device
+	// work (clearing a volume's space); the error says whether the
+	// operation goes on in the background (creating, resizing: it does) or
+	// not. It also wraps the context's error. HTTP 504.
+	ErrInterrupted = errors.New("engine: stopped waiting")
 	// ErrClosed: the engine is shutting down. HTTP 503.
 	ErrClosed = errors.New("engine: shutting down")
 )

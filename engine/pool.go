@@ -18,6 +18,8 @@ import (
 // Object states.
 const (
 	StateOnline      = "online"      // pools and volumes in service
+	StateCreating    = "creating"    // a volume whose space is being cleared: not usable yet
+	StateResizing    = "resizing"    // a volume whose new space is being cleared: in service at its old size
 	StateFaulted     = "faulted"     // see the object's error
 	StateExported    = "exported"    // a share the target serves
 	StateUnavailable = "unavailable" // a share with no target to serve it

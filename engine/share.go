@@ -201,8 +201,9 @@ func exportError(what string, err error) error {
 
 // CreateShare exports a volume as an NVMe-oF subsystem. Asking again with
 // the same spec returns the share (created false); another spec for the
-// same volume, or an NQN another share uses, is a conflict. Without an
-// exporter it fails with ErrTargetUnavailable.
+// same volume, or an NQN another share uses, is a conflict, as is a
+// volume not yet online (still being created). Without an exporter it
+// fails with ErrTargetUnavailable.
 func (e *Engine) CreateShare(ctx context.Context, spec ShareSpec) (Share, bool, error) {
 	rec, err := spec.normalize()
 	if err != nil {
@@ -229,8 +230,8 @@ func (e *Engine) CreateShare(ctx context.Context, spec ShareSpec) (Share, bool, 
 	if e.cfg.Exporter == nil {
 		return Share{}, false, errorf(ErrTargetUnavailable, "NVMe-oF target not available: this daemon runs no target, so volume %q cannot be shared", rec.Volume)
 	}
-	if lv := e.volumes[rec.Volume]; lv.dev == nil {
-		return Share{}, false, errorf(ErrConflict, "volume %q is faulted: %v", rec.Volume, lv.err)
+	if e.volumes[rec.Volume].dev == nil {
+		return Share{}, false, e.unavailable(rec.Volume)
 	}
 	if err := e.cfg.Exporter.AddSubsystem(ctx, e.subsystemSpec(rec)); err != nil {
 		return Share{}, false, exportError("export "+rec.NQN, err)

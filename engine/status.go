@@ -91,8 +91,8 @@ type VolumeStatus struct {
 // VolumeIO is a volume's statistics for metrics.
 type VolumeIO struct {
 	Name, Pool string
-	SizeBytes  uint64
-	Online     bool
+	SizeBytes  uint64 // as hosts see it
+	Online     bool   // serving I/O (also while it grows)
 	Stats      bdev.Stats
 }
 
@@ -110,11 +110,8 @@ func (e *Engine) VolumeIO() []VolumeIO {
 	defer e.mu.Unlock()
 	out := make([]VolumeIO, 0, len(e.volumes))
 	for _, name := range slices.Sorted(maps.Keys(e.volumes)) {
-		v, lv := e.st.volumes[name], e.volumes[name]
-		out = append(out, VolumeIO{
-			Name: name, Pool: v.Pool, SizeBytes: lv.kind.blocks(v) * uint64(e.st.pools[v.Pool].BlockSize),
-			Online: lv.dev != nil, Stats: lv.stats(),
-		})
+		v, lv := e.volumeView(name), e.volumes[name]
+		out = append(out, VolumeIO{Name: name, Pool: v.Pool, SizeBytes: v.SizeBytes, Online: lv.dev != nil, Stats: lv.stats()})
 	}
 	return out
 }
