@@ -28,9 +28,10 @@
 // recorded work; DeleteVolume and Close stop workers and wait for them.
 //
 // Concurrency: methods are safe from any goroutine. One mutex (Engine.mu)
-// guards the state and is held only for short decisions, never across
-// device work, so reads never wait behind it. Nothing here is on the I/O
-// path, which runs on the reactors through the devices' channels.
+// guards the state and is held only for short decisions: never across
+// device work or exporter calls, so reads never wait behind either. Share
+// mutations are serialized by a second one (shareMu). Nothing here is on
+// the I/O path, which runs on the reactors through the devices' channels.
 // Errors carry a kind (ErrInvalid, ErrNotFound, ErrConflict, ...) for
 // errors.Is; their text is for people.
 package engine

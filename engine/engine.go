@@ -74,6 +74,11 @@ type Engine struct {
 	samplerDone  chan struct{}
 	closeSampler sync.Once
 
+	// shareMu serializes the mutations that call the exporter (shares)
+	// or must not interleave with them (deleting a volume, closing), so
+	// that the exporter is never called concurrently yet never under mu:
+	// reads and other mutations do not wait behind it. Taken before mu.
+	shareMu sync.Mutex
 	// workers counts the volume workers running (see job).
 	workers sync.WaitGroup
 
@@ -312,6 +317,9 @@ func (e *Engine) Close() error {
 			<-e.samplerDone
 		}
 	})
+	// No share mutation is half done (see shareMu).
+	e.shareMu.Lock()
+	defer e.shareMu.Unlock()
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()

@@ -9,7 +9,8 @@ import (
 
 // Exporter publishes volumes to hosts as NVMe-oF subsystems. The NVMe/TCP
 // target implements it; the engine calls it from its control path (never
-// concurrently: the engine serializes its mutations) and owns the devices
+// concurrently: the engine serializes its share mutations, and never while
+// holding the lock its reads take) and owns the devices
 // it hands over: they stay open from AddSubsystem until RemoveSubsystem
 // has returned. A device resized meanwhile tells the exporter itself
 // (bdev.EventResized), which tells connected hosts.

@@ -204,38 +204,26 @@ func exportError(what string, err error) error {
 // same volume, or an NQN another share uses, is a conflict, as is a
 // volume not yet online (still being created). Without an exporter it
 // fails with ErrTargetUnavailable.
+//
+// The exporter is called under shareMu only, with ctx: between deciding
+// (under mu) and recording, nothing else can touch the share, its NQN or
+// its volume's existence, since every mutation that could takes shareMu.
 func (e *Engine) CreateShare(ctx context.Context, spec ShareSpec) (Share, bool, error) {
 	rec, err := spec.normalize()
 	if err != nil {
 		return Share{}, false, errorf(ErrInvalid, "share of %q: %w", spec.Volume, err)
 	}
-	if err := e.begin(); err != nil {
-		return Share{}, false, err
+	e.shareMu.Lock()
+	defer e.shareMu.Unlock()
+	sub, existing, exists, err := e.planShare(rec)
+	if err != nil || exists {
+		return existing, false, err
 	}
-	defer e.mu.Unlock()
-	if _, ok := e.st.volumes[rec.Volume]; !ok {
-		return Share{}, false, errorf(ErrNotFound, "volume %q not found", rec.Volume)
-	}
-	if cur, ok := e.st.shares[rec.Volume]; ok {
-		if !sameShare(cur, rec) {
-			return Share{}, false, errorf(ErrConflict, "volume %q is already shared as %s with other settings: remove that share first", rec.Volume, cur.NQN)
-		}
-		return e.shareView(rec.Volume), false, nil
-	}
-	for name, sh := range e.st.shares {
-		if sh.NQN == rec.NQN {
-			return Share{}, false, errorf(ErrConflict, "NQN %s is used by the share of volume %q", rec.NQN, name)
-		}
-	}
-	if e.cfg.Exporter == nil {
-		return Share{}, false, errorf(ErrTargetUnavailable, "NVMe-oF target not available: this daemon runs no target, so volume %q cannot be shared", rec.Volume)
-	}
-	if e.volumes[rec.Volume].dev == nil {
-		return Share{}, false, e.unavailable(rec.Volume)
-	}
-	if err := e.cfg.Exporter.AddSubsystem(ctx, e.subsystemSpec(rec)); err != nil {
+	if err := e.cfg.Exporter.AddSubsystem(ctx, sub); err != nil {
 		return Share{}, false, exportError("export "+rec.NQN, err)
 	}
+	e.mu.Lock() // not begin: Close waits for shareMu, so the engine is open
+	defer e.mu.Unlock()
 	next := e.st.clone()
 	next.shares[rec.Volume] = rec
 	if err := e.commit(next); err != nil {
@@ -246,37 +234,82 @@ func (e *Engine) CreateShare(ctx context.Context, spec ShareSpec) (Share, bool, 
 	return e.shareView(rec.Volume), true, nil
 }
 
-// DeleteShare stops exporting a volume and forgets the share.
+// planShare checks a new share against the state and returns what to
+// export, or the share when it exists already.
+func (e *Engine) planShare(rec shareRecord) (sub SubsystemSpec, existing Share, exists bool, err error) {
+	if err := e.begin(); err != nil {
+		return sub, existing, false, err
+	}
+	defer e.mu.Unlock()
+	if _, ok := e.st.volumes[rec.Volume]; !ok {
+		return sub, existing, false, errorf(ErrNotFound, "volume %q not found", rec.Volume)
+	}
+	if cur, ok := e.st.shares[rec.Volume]; ok {
+		if !sameShare(cur, rec) {
+			return sub, existing, false, errorf(ErrConflict, "volume %q is already shared as %s with other settings: remove that share first", rec.Volume, cur.NQN)
+		}
+		return sub, e.shareView(rec.Volume), true, nil
+	}
+	for name, sh := range e.st.shares {
+		if sh.NQN == rec.NQN {
+			return sub, existing, false, errorf(ErrConflict, "NQN %s is used by the share of volume %q", rec.NQN, name)
+		}
+	}
+	if e.cfg.Exporter == nil {
+		return sub, existing, false, errorf(ErrTargetUnavailable, "NVMe-oF target not available: this daemon runs no target, so volume %q cannot be shared", rec.Volume)
+	}
+	if e.volumes[rec.Volume].dev == nil {
+		return sub, existing, false, e.unavailable(rec.Volume)
+	}
+	return e.subsystemSpec(rec), existing, false, nil
+}
+
+// DeleteShare stops exporting a volume and forgets the share. The exporter
+// is called under shareMu only, with ctx (see CreateShare).
 func (e *Engine) DeleteShare(ctx context.Context, name string) error {
+	e.shareMu.Lock()
+	defer e.shareMu.Unlock()
 	if err := e.begin(); err != nil {
 		return err
 	}
-	defer e.mu.Unlock()
 	sh, ok := e.st.shares[name]
 	if !ok {
+		e.mu.Unlock()
 		return errorf(ErrNotFound, "share %q not found", name)
 	}
 	ls := e.shares[name]
-	if ls.exported {
+	exported := ls.exported
+	e.mu.Unlock()
+	if exported {
 		if err := e.cfg.Exporter.RemoveSubsystem(ctx, sh.NQN); err != nil {
 			return exportError("stop exporting "+sh.NQN, err)
 		}
+	}
+	e.mu.Lock()
+	if exported {
 		ls.exported, ls.err = false, errors.New("being removed")
 	}
 	next := e.st.clone()
 	delete(next.shares, name)
-	if err := e.commit(next); err != nil {
-		// Still in the state: serve it again as it was.
-		if e.cfg.Exporter != nil && e.volumes[name].dev != nil {
-			if rerr := e.cfg.Exporter.AddSubsystem(ctx, e.subsystemSpec(sh)); rerr == nil {
-				ls.exported, ls.err = true, nil
-			} else {
-				ls.err = rerr
-			}
-		}
-		return err
+	err := e.commit(next)
+	if err == nil {
+		delete(e.shares, name)
+		e.log.Info("share removed", "share", name, "nqn", sh.NQN)
+		e.mu.Unlock()
+		return nil
 	}
-	delete(e.shares, name)
-	e.log.Info("share removed", "share", name, "nqn", sh.NQN)
-	return nil
+	// Still in the state: serve it again as it was.
+	var sub *SubsystemSpec
+	if exported {
+		s := e.subsystemSpec(sh)
+		sub = &s
+	}
+	e.mu.Unlock()
+	if sub != nil {
+		rerr := e.cfg.Exporter.AddSubsystem(ctx, *sub)
+		e.mu.Lock()
+		ls.exported, ls.err = rerr == nil, rerr
+		e.mu.Unlock()
+	}
+	return err
 }

@@ -271,6 +271,9 @@ func (e *Engine) resizeVolume(name string, sizeBytes uint64) (*job, error) {
 // volume is not deleted, and its work stays stopped until it is asked for
 // again), so nothing writes into the space once it is free.
 func (e *Engine) DeleteVolume(ctx context.Context, name string) error {
+	// Not while a share of it is being made (see CreateShare).
+	e.shareMu.Lock()
+	defer e.shareMu.Unlock()
 	for {
 		if err := e.begin(); err != nil {
 			return err

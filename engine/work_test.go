@@ -20,6 +20,7 @@ import (
 	"github.com/strata-storage/strata/bdev/fault"
 	"github.com/strata-storage/strata/bdev/file"
 	"github.com/strata-storage/strata/engine"
+	"github.com/strata-storage/strata/engine/enginetest"
 )
 
 // faultScheme is the URI scheme of faultPools: fault:///path?size=...
@@ -89,7 +90,7 @@ func quick[T any](t *testing.T, fn func() T) T {
 	t.Helper()
 	start := time.Now()
 	v := fn()
-	require.Less(t, time.Since(start), 150*time.Millisecond, "waited behind the device work")
+	require.Less(t, time.Since(start), 150*time.Millisecond, "waited behind a long operation (device work, an export)")
 	return v
 }
 
@@ -404,4 +405,62 @@ func TestFailedWorkResumes(t *testing.T) {
 	require.Equal(t, uint64(48<<20), v.SizeBytes)
 	require.Empty(t, v.Error)
 	require.Nil(t, v.Progress)
+}
+
+// blockingExporter holds AddSubsystem until released.
+type blockingExporter struct {
+	*enginetest.Exporter
+	entered, release chan struct{}
+}
+
+func (x *blockingExporter) AddSubsystem(ctx context.Context, spec engine.SubsystemSpec) error {
+	x.entered <- struct{}{}
+	select {
+	case <-x.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return x.Exporter.AddSubsystem(ctx, spec)
+}
+
+// The exporter is not called under the lock reads take: a slow export
+// holds up no read and no unrelated mutation, and it gets the caller's
+// context.
+func TestSlowExportDoesNotBlockReads(t *testing.T) {
+	f := newFixture(t)
+	x := &blockingExporter{Exporter: f.x, entered: make(chan struct{}), release: make(chan struct{})}
+	e, err := engine.Open(engine.Config{DataDir: f.dir, Reactors: f.g, SampleInterval: -1, Exporter: x})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, e.Close()) })
+	mustPool(t, e, "p", "malloc:///?size=8MiB")
+	mustVolume(t, e, "v", "p", 1<<20)
+
+	res := make(chan error, 1)
+	go func() { _, _, err := e.CreateShare(ctx, shareSpec("v")); res <- err }()
+	<-x.entered
+	// Released in a second anyway: an engine that waits for the export
+	// under its lock fails the checks below instead of deadlocking.
+	release := sync.OnceFunc(func() { close(x.release) })
+	time.AfterFunc(time.Second, release)
+	quick(t, e.Shares)
+	quick(t, e.Volumes)
+	quick(t, e.Status)
+	quick(t, func() engine.Volume { return mustVolume(t, e, "w", "p", 1<<20) })
+	require.NoError(t, quick(t, func() error { _, err := e.ResizeVolume(ctx, "w", 2<<20); return err }))
+	release()
+	require.NoError(t, <-res)
+	sh, err := e.Share("v")
+	require.NoError(t, err)
+	require.Equal(t, engine.StateExported, sh.State)
+
+	// The caller's context reaches the exporter.
+	x.release = make(chan struct{})
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	go func() { <-x.entered }()
+	_, _, err = e.CreateShare(short, shareSpec("w"))
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorIs(t, err, engine.ErrExport)
+	_, err = e.Share("w")
+	require.ErrorIs(t, err, engine.ErrNotFound)
 }
