@@ -85,7 +85,7 @@ var volumeCommands = map[string]command{
 			}
 			var rows [][]string
 			for _, v := range vols {
-				rows = append(rows, []string{v.Name, v.Pool, formatBytes(v.SizeBytes), v.State, orDash(v.Share), v.UUID, v.Error})
+				rows = append(rows, []string{v.Name, v.Pool, formatBytes(v.SizeBytes), volumeState(v), orDash(v.Share), v.UUID, v.Error})
 			}
 			return inv.table([]string{"NAME", "POOL", "SIZE", "STATE", "SHARE", "UUID", "ERROR"}, rows)
 		}
@@ -228,6 +228,15 @@ var hostCommands = map[string]command{
 				return inv.deleted("host", inv.args[0])
 			}
 		}},
+}
+
+// volumeState is a volume's state, with how far its device work is while
+// it has some: "creating 40%".
+func volumeState(v engine.Volume) string {
+	if p := v.Progress; p != nil && p.TotalBytes > 0 {
+		return fmt.Sprintf("%s %d%%", v.State, 100*p.DoneBytes/p.TotalBytes)
+	}
+	return v.State
 }
 
 func orDash(s string) string {

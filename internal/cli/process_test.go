@@ -316,6 +316,12 @@ func TestFormatBytes(t *testing.T) {
 	}
 }
 
+func TestVolumeState(t *testing.T) {
+	require.Equal(t, "online", volumeState(engine.Volume{State: engine.StateOnline}))
+	require.Equal(t, "creating 25%", volumeState(engine.Volume{State: engine.StateCreating, Progress: &engine.Progress{DoneBytes: 1 << 30, TotalBytes: 4 << 30}}))
+	require.Equal(t, "resizing 0%", volumeState(engine.Volume{State: engine.StateResizing, Progress: &engine.Progress{TotalBytes: 1 << 20}}))
+}
+
 // A corrupt state file stops the daemon with an error naming the file; it
 // is left untouched.
 func TestCorruptStateFileStopsDaemon(t *testing.T) {
