@@ -161,6 +161,20 @@ func TestRequestQueue(t *testing.T) {
 	if q.Pop() != &rs[1] || !q.Empty() {
 		t.Fatal("reuse after emptying")
 	}
+	// Remove from the middle, the tail and the head; pushing after the
+	// tail's removal links to the new tail.
+	for i := range rs {
+		q.Push(&rs[i])
+	}
+	extra := &Request{}
+	require.False(t, q.Remove(extra), "not queued")
+	require.True(t, q.Remove(&rs[1]))
+	require.True(t, q.Remove(&rs[2]))
+	q.Push(extra)
+	require.True(t, q.Remove(&rs[0]))
+	require.False(t, q.Remove(&rs[0]), "removed already")
+	require.Same(t, extra, q.Pop())
+	require.True(t, q.Empty())
 }
 
 func TestEventsReachSubscribers(t *testing.T) {

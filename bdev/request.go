@@ -123,6 +123,28 @@ func (q *RequestQueue) Pop() *Request {
 	return req
 }
 
+// Remove takes req out of the queue wherever it is (an abort of a request
+// still held); false if it is not there.
+func (q *RequestQueue) Remove(req *Request) bool {
+	var prev *Request
+	for r := q.head; r != nil; prev, r = r, r.Next {
+		if r != req {
+			continue
+		}
+		if prev == nil {
+			q.head = r.Next
+		} else {
+			prev.Next = r.Next
+		}
+		if q.tail == r {
+			q.tail = prev
+		}
+		r.Next = nil
+		return true
+	}
+	return false
+}
+
 // Children is a layer's stock of child requests on one channel: how a
 // device stacked on others passes a request down (one child, its span
 // moved), splits it (several children over parts of its span) or fans it

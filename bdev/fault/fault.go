@@ -269,17 +269,7 @@ func (b *backend) Abort(req *bdev.Request) {
 		req.Complete(bdev.StatusAborted)
 		return
 	}
-	var keep bdev.RequestQueue
-	found := false
-	for r := b.hung.Pop(); r != nil; r = b.hung.Pop() {
-		if r == req {
-			found = true
-			continue
-		}
-		keep.Push(r)
-	}
-	b.hung = keep
-	if found {
+	if b.hung.Remove(req) {
 		req.Complete(bdev.StatusAborted)
 	}
 }
