@@ -21,8 +21,8 @@ type Namespace struct {
 
 // RunRemote runs job on every queue at once (QueueDepth requests in flight
 // on each) against namespace ns through the NVMe/TCP host, and waits for it.
-// Completions are handled on each queue's reader goroutine, which submits
-// the next request, so the generator allocates nothing per I/O.
+// Completions are handled on each queue's reactor, which starts the next
+// request there, so the generator allocates nothing per I/O.
 func RunRemote(queues []*host.Queue, ns Namespace, job Job) (Result, error) {
 	if len(queues) == 0 {
 		return Result{}, fmt.Errorf("bench: no queues")
@@ -73,7 +73,7 @@ func RunRemote(queues []*host.Queue, ns Namespace, job Job) (Result, error) {
 }
 
 // remoteWorker drives one queue; its fields are touched by the goroutine
-// that starts it and then only by the queue's reader goroutine.
+// that starts it and then only by the queue's reactor.
 type remoteWorker struct {
 	q            *host.Queue
 	ns           Namespace
@@ -197,7 +197,7 @@ func (w *remoteWorker) callback(req *host.Request) {
 		w.prepare(req)
 		w.inflight++
 		w.mu.Unlock()
-		w.q.Submit(req)
+		w.q.Start(req) // on the queue's reactor: no hand-off
 		return
 	}
 	done := w.inflight == 0

@@ -38,7 +38,7 @@ func perf(args []string, stdout, stderr io.Writer) int {
 	nsid := fs.Uint("nsid", 1, "namespace ID on the target")
 	queues := fs.Int("queues", 1, "I/O queues (connections) to the target")
 	digests := fs.Bool("digests", false, "header and data digests")
-	busyPoll := fs.Duration("busy-poll", 50*time.Microsecond, "with -target: how long a queue's reader polls its socket before it sleeps (0: never)")
+	busyPoll := fs.Duration("busy-poll", 50*time.Microsecond, "with -target: how long the host's reactor polls its sockets before it sleeps (0: never)")
 	rw := fs.String("rw", "randread", "pattern: read, write, randread, randwrite, randrw")
 	bsFlag := fs.String("bs", "4KiB", "I/O size")
 	qd := fs.Int("qd", 32, "queue depth")

@@ -96,7 +96,7 @@ func runQueueFromTarget(t *testing.T, params uint8, stream []byte) {
 	cfg.setDefaults()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	q, _, err := dialQueue(ctx, ln.Addr().String(), "nqn.2024-01.io.strata:fake", 1, 4, 1, cfg)
+	q, _, err := dialQueue(ctx, testReactor(t), ln.Addr().String(), "nqn.2024-01.io.strata:fake", 1, 4, 1, cfg)
 	require.NoError(t, err)
 	defer q.Close()
 

@@ -3,9 +3,12 @@
 // with many in flight per queue. Strata uses it to reach remote replicas,
 // to drive the target in the load generator, and in tests.
 //
-// Each queue is one TCP connection with a reader goroutine that completes
-// commands; Submit may be called from any goroutine. Requests are caller-
-// owned; a request's Callback runs on the queue's reader goroutine.
+// Each queue is one TCP connection owned by a reactor, as the target's
+// I/O queues are: the handshake runs on the dialing goroutine, then the
+// socket's bytes go through nvmeof/transport on the reactor. Submit may be
+// called from any goroutine; Start, on the queue's reactor, never blocks,
+// so a device on that reactor can be built on a queue. Requests are
+// caller-owned; a request's Callback runs on the queue's reactor.
 package host
 
 import (
@@ -19,6 +22,7 @@ import (
 
 	"github.com/strata-storage/strata/nvmeof/nqn"
 	"github.com/strata-storage/strata/nvmeof/nvme"
+	"github.com/strata-storage/strata/reactor"
 )
 
 // Errors, matched with errors.Is.
@@ -43,12 +47,15 @@ type Config struct {
 	// DisableSQFlowControl asks the target to skip SQ head tracking, which
 	// lets it answer reads with C2HData alone (SUCCESS flag).
 	DisableSQFlowControl bool
-	// BusyPoll is how long an I/O queue's reader keeps trying its socket
-	// when no data is there before it parks (0: it parks at once). Polling
-	// saves the wake-up a parked reader pays for each batch of responses
-	// and spends that reader's CPU: for load generators on a core of their
-	// own, as SPDK's perf polls. Closing a queue waits for a poll under
-	// way, so keep it short: tens of microseconds.
+	// Reactors run the queues: the admin queue on the first, I/O queue i
+	// on Reactors[(i-1) % len]. Nil: the controller starts a reactor of its
+	// own, unpinned, and stops it on Close.
+	Reactors []*reactor.Reactor
+	// BusyPoll is how long the controller's own reactor polls when idle
+	// before it sleeps (0: it sleeps at once). Polling saves the wake-up a
+	// sleeping reactor pays for each batch of responses and spends its CPU:
+	// for load generators on a core of their own, as SPDK's perf polls.
+	// Given Reactors keep their own settings.
 	BusyPoll time.Duration
 }
 
@@ -76,6 +83,7 @@ type Controller struct {
 	cfg    Config
 	addr   string
 	subNQN string
+	own    *reactor.Reactor // started for Config.Reactors nil; stopped on Close
 
 	mu     sync.Mutex
 	s      *session
@@ -85,11 +93,12 @@ type Controller struct {
 // session is one association with the controller: its queues, the
 // controller ID the target assigned, and the keep-alive sender.
 type session struct {
-	cfg    *Config
-	admin  *Queue
-	ioqs   []*Queue
-	cntlID uint16
-	ident  nvme.IdentifyController
+	cfg     *Config
+	admin   *Queue
+	ioqs    []*Queue
+	cntlID  uint16
+	ident   nvme.IdentifyController
+	granted int // I/O queues the controller granted
 
 	stopKA chan struct{}
 	kaDone sync.WaitGroup
@@ -100,19 +109,37 @@ type session struct {
 func Connect(ctx context.Context, addr, subNQN string, cfg Config) (*Controller, error) {
 	cfg.setDefaults()
 	c := &Controller{cfg: cfg, addr: addr, subNQN: subNQN}
+	if len(c.cfg.Reactors) == 0 {
+		spin := cfg.BusyPoll
+		if spin <= 0 {
+			spin = -1 // never
+		}
+		r, err := reactor.Start(reactor.Config{Core: -1, Spin: spin, SpinIO: -1})
+		if err != nil {
+			return nil, fmt.Errorf("host: %w", err)
+		}
+		c.own, c.cfg.Reactors = r, []*reactor.Reactor{r}
+	}
 	s, err := c.dial(ctx)
 	if err != nil {
+		c.stopReactor()
 		return nil, err
 	}
 	c.s = s
 	return c, nil
 }
 
+func (c *Controller) stopReactor() {
+	if c.own != nil {
+		c.own.Stop()
+	}
+}
+
 // dial makes a new session with the same host identity.
 func (c *Controller) dial(ctx context.Context) (*session, error) {
 	cfg := &c.cfg
 	s := &session{cfg: cfg, stopKA: make(chan struct{})}
-	admin, cntlID, err := dialQueue(ctx, c.addr, c.subNQN, 0, adminDepth, 0xffff, cfg)
+	admin, cntlID, err := dialQueue(ctx, cfg.Reactors[0], c.addr, c.subNQN, 0, adminDepth, 0xffff, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -137,12 +164,13 @@ func (c *Controller) dial(ctx context.Context) (*session, error) {
 		admin.Close()
 		return nil, err
 	}
+	s.granted = granted
 	depth := min(cfg.QueueDepth, int(id.MaxCmd()))
 	if cfg.AdminOnly {
 		granted = 0
 	}
 	for i := range min(cfg.IOQueues, granted) {
-		q, _, err := dialQueue(ctx, c.addr, c.subNQN, uint16(i+1), depth, cntlID, cfg)
+		q, _, err := dialQueue(ctx, cfg.Reactors[i%len(cfg.Reactors)], c.addr, c.subNQN, uint16(i+1), depth, cntlID, cfg)
 		if err != nil {
 			s.close()
 			return nil, fmt.Errorf("host: I/O queue %d: %w", i+1, err)
@@ -160,6 +188,12 @@ func (c *Controller) dial(ctx context.Context) (*session, error) {
 // go on. The target assigns a new controller ID; queues and requests of the
 // old association are closed and fail with ErrClosed.
 func (c *Controller) Reconnect(ctx context.Context) error {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
 	s, err := c.dial(ctx)
 	if err != nil {
 		return fmt.Errorf("host: reconnect to %s at %s: %w", c.subNQN, c.addr, err)
@@ -256,6 +290,28 @@ func (s *session) startKeepAlive() {
 	}()
 }
 
+// ConnectIOQueue connects I/O queue qid (1 to GrantedIOQueues) of depth
+// entries (at most the controller's MAXCMD), served by reactor r: for a
+// controller connected AdminOnly whose caller places its queues itself,
+// as a device does one per reactor. Not from r itself: the Connect
+// command completes there.
+func (c *Controller) ConnectIOQueue(ctx context.Context, r *reactor.Reactor, qid uint16, depth int) (*Queue, error) {
+	s := c.session()
+	if qid == 0 || int(qid) > s.granted {
+		return nil, fmt.Errorf("host: I/O queue %d: the controller granted %d", qid, s.granted)
+	}
+	depth = min(depth, int(s.ident.MaxCmd()))
+	q, _, err := dialQueue(ctx, r, c.addr, c.subNQN, qid, depth, s.cntlID, &c.cfg)
+	if err != nil {
+		return nil, fmt.Errorf("host: I/O queue %d: %w", qid, err)
+	}
+	q.inCapsule = int(s.ident.IOCCSZ())*16 - nvme.CommandSize
+	return q, nil
+}
+
+// GrantedIOQueues returns how many I/O queues the controller granted.
+func (c *Controller) GrantedIOQueues() int { return c.session().granted }
+
 // ControllerID returns the controller ID the target assigned.
 func (c *Controller) ControllerID() uint16 { return c.session().cntlID }
 
@@ -324,7 +380,9 @@ func (c *Controller) Close() error {
 	if closed {
 		return ErrClosed
 	}
-	return s.close()
+	err := s.close()
+	c.stopReactor()
+	return err
 }
 
 func (s *session) close() error {

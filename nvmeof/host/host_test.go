@@ -140,8 +140,8 @@ func TestReconnectAfterTargetRestart(t *testing.T) {
 	require.ErrorIs(t, c.Reconnect(ctx(t)), host.ErrClosed)
 }
 
-// A queue whose reader polls its socket carries I/O as one that parks, and
-// closes.
+// A controller whose reactor polls its sockets carries I/O as one whose
+// reactor sleeps, and closes.
 func TestBusyPollQueue(t *testing.T) {
 	g, dev := fixture(t)
 	_, addr := serve(t, g, dev, "127.0.0.1:0")
@@ -162,4 +162,72 @@ func TestBusyPollQueue(t *testing.T) {
 		require.Equal(t, data, got)
 	}
 	require.NoError(t, c.Close())
+}
+
+// On its reactor, Start never blocks: with three times the queue's depth
+// started at once from one task, the ones beyond the depth wait for a
+// command ID and go out in the order started. The host's queues share
+// the target's reactors here, as a device on a reactor built on a remote
+// namespace does.
+func TestStartBeyondDepthOnReactor(t *testing.T) {
+	g, dev := fixture(t)
+	_, addr := serve(t, g, dev, "127.0.0.1:0")
+	const depth = 4
+	c, err := host.Connect(ctx(t), addr, subNQN, host.Config{QueueDepth: depth, Reactors: g.Reactors()})
+	require.NoError(t, err)
+	defer c.Close()
+	q := c.IOQueues()[0]
+	r := g.Get(0)
+
+	const n = 3 * depth
+	reqs := make([]host.Request, n)
+	bufs := make([][]byte, n)
+	var order []int // callbacks run on r: no lock
+	done := make(chan struct{})
+	run := func(prep func(i int)) {
+		order = order[:0]
+		for i := range reqs {
+			prep(i)
+			reqs[i].Tag = uint64(i)
+			reqs[i].Callback = func(req *host.Request) {
+				order = append(order, int(req.Tag))
+				if len(order) == n {
+					done <- struct{}{}
+				}
+			}
+		}
+		require.NoError(t, r.Post(reactor.TaskFunc(func(*reactor.Reactor) {
+			for i := range reqs {
+				q.Start(&reqs[i])
+			}
+		})))
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("requests left unfinished")
+		}
+		for i := range reqs {
+			require.NoError(t, reqs[i].Err)
+			require.True(t, reqs[i].Status.OK(), reqs[i].Status)
+		}
+		// The last 2*depth waited, and were issued as IDs came free, in
+		// the order started; a malloc namespace behind one connection
+		// finishes commands in the order they come.
+		want := make([]int, n)
+		for i := range want {
+			want[i] = i
+		}
+		require.Equal(t, want, order)
+	}
+	run(func(i int) {
+		bufs[i] = bytes.Repeat([]byte{byte(i + 1)}, 4096)
+		reqs[i].SetWrite(1, uint64(i*8), 8, false, bufs[i])
+	})
+	run(func(i int) {
+		bufs[i] = make([]byte, 4096)
+		reqs[i].SetRead(1, uint64(i*8), 8, bufs[i])
+	})
+	for i := range bufs {
+		require.Equal(t, bytes.Repeat([]byte{byte(i + 1)}, 4096), bufs[i], "block %d", i)
+	}
 }

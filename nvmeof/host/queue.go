@@ -1,7 +1,6 @@
 package host
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -12,8 +11,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-storage/strata/internal/iomem"
 	"github.com/strata-storage/strata/nvmeof/nvme"
 	"github.com/strata-storage/strata/nvmeof/pdu"
+	"github.com/strata-storage/strata/nvmeof/transport"
+	"github.com/strata-storage/strata/reactor"
 )
 
 // Request is one command on a queue. The caller owns it and may reuse it
@@ -24,7 +28,9 @@ type Request struct {
 	// Buf is the data: sent for writes (ToController), filled for reads.
 	Buf          []byte
 	ToController bool
-	// Callback runs on the queue's reader goroutine when the command is done.
+	// Callback runs on the queue's reactor when the command is done. It may
+	// Start requests on the same queue; it must not block, nor Close the
+	// queue.
 	Callback func(*Request)
 	Tag      uint64
 
@@ -32,7 +38,16 @@ type Request struct {
 	Status   nvme.Status
 	DW0, DW1 uint32
 	Err      error // transport failure: the command's fate is unknown
+
+	q    *Queue
+	next *Request // waiting for a command ID
+	task submitTask
 }
+
+// submitTask carries a Request from Submit to its queue's reactor.
+type submitTask struct{ req *Request }
+
+func (t *submitTask) Run(*reactor.Reactor) { t.req.q.Start(t.req) }
 
 // SetRead makes r a Read of blocks at lba into buf.
 func (r *Request) SetRead(nsid uint32, lba uint64, blocks uint32, buf []byte) {
@@ -123,70 +138,123 @@ func (r *Request) SetCommand(cmd nvme.Command, data []byte, toController bool) {
 	r.Buf, r.ToController = data, toController
 }
 
-// Queue is one NVMe/TCP queue (one TCP connection).
+// Queue is one NVMe/TCP queue (one TCP connection), owned by a reactor:
+// the handshake runs on the dialing goroutine, then the socket belongs to
+// a transport.Conn on the queue's reactor, which frames what arrives and
+// writes what is queued in batches. Requests reach it from any goroutine
+// with Submit, or on the reactor with Start, which never blocks: beyond
+// the queue's depth they wait their turn in order.
 type Queue struct {
 	qid       uint16
-	nc        net.Conn
-	rd        *pdu.Reader
+	r         *reactor.Reactor
+	fd        int
+	mem       *iomem.Region // the receive buffer
+	conn      *transport.Conn
 	hdgst     bool
 	ddgst     bool
 	maxH2C    uint32
 	align     int // CPDA: data alignment the target requires of us
 	inCapsule int // in-capsule data the target accepts on this queue
 
-	br *bufio.Reader // under rd: how much the reader has buffered
+	// Reactor-owned.
+	slots              []slot // by command ID
+	free               []uint16
+	waitHead, waitTail *Request // beyond the depth: waiting for a slot
+	rx                 rxState
+	dead               bool
+	finalized          bool
 
-	// Guarded by wmu. Commands are encoded into their CID's header and
-	// digest buffers and queued in pending; they go out at once unless the
-	// reader has corked the queue: while it works through responses that
-	// arrived together, the commands their callbacks submit are held and
-	// sent in one write when it runs out of buffered input (as Linux's
-	// nvme-tcp host batches with MSG_MORE). One write instead of one per
-	// command halves the generator's cost and lets the target read its
-	// commands in batches too.
-	wmu     sync.Mutex
-	corked  bool
-	pending net.Buffers
-	sending net.Buffers // consumed by WriteTo
-	hdrs    [][pdu.MaxHeaderSize + 64]byte
-	digests [][pdu.DigestSize]byte
-	writes  atomic.Uint64 // writes to the socket
-	sent    atomic.Uint64 // command capsules sent
+	sent atomic.Uint64 // command capsules sent
 
-	slots []*Request
-	free  chan uint16
-
-	mu     sync.Mutex
-	err    error
-	closed chan struct{}
-	done   chan struct{} // reader exited
+	mu           sync.Mutex
+	err          error // why the queue ended; nil while open
+	closed       chan struct{}
+	done         chan struct{} // socket closed, every request finished
+	finalizeOnce sync.Once
 }
 
-// dialQueue opens a connection and connects queue qid.
-func dialQueue(ctx context.Context, addr, subNQN string, qid uint16, depth int, cntlID uint16, cfg *Config) (*Queue, uint16, error) {
+// slot is one command ID's state. Its buffers stay put while a
+// transport.Out naming them is queued: the ID is free again only once the
+// command is finished and its Outs are back.
+type slot struct {
+	req     *Request
+	outs    int // Outs of this slot queued on the connection
+	capsule transport.Out
+	hdr     [pdu.CapsuleCmdHLen + pdu.DigestSize]byte
+	ddgst   [pdu.DigestSize]byte
+	// H2CData answering an R2T, one PDU at a time (MAXR2T is 1: one R2T
+	// outstanding per command).
+	h2c     transport.Out
+	h2cHdr  [pdu.DataHLen + pdu.DigestSize]byte
+	h2cDgst [pdu.DigestSize]byte
+	h2cBusy bool
+	ttag    uint16
+	h2cOff  uint32
+	h2cEnd  uint32
+}
+
+// What the PDU being received is for.
+const (
+	rxNone uint8 = iota
+	rxResponse
+	rxData
+)
+
+type rxState struct {
+	kind    uint8
+	cid     uint16
+	success bool // C2HData with SUCCESS: the command completes with it
+}
+
+// tagH2C marks a slot's H2CData Out (the Out's tag is its command ID).
+const tagH2C = 1 << 16
+
+// recvBufSize is a queue's receive buffer: one RECV brings in every small
+// PDU that has arrived.
+const recvBufSize = 64 << 10
+
+// dialQueue opens a connection and connects queue qid, served by r.
+func dialQueue(ctx context.Context, r *reactor.Reactor, addr, subNQN string, qid uint16, depth int, cntlID uint16, cfg *Config) (*Queue, uint16, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, 0, fmt.Errorf("host: dial %s: %w", addr, err)
 	}
-	nc.(*net.TCPConn).SetNoDelay(true)
-	q := &Queue{
-		qid: qid, nc: nc, slots: make([]*Request, depth), free: make(chan uint16, depth),
-		hdrs: make([][pdu.MaxHeaderSize + 64]byte, depth), digests: make([][pdu.DigestSize]byte, depth),
-		closed: make(chan struct{}), done: make(chan struct{}), inCapsule: 8 << 10,
-	}
-	for i := range depth {
-		q.free <- uint16(i)
-	}
+	tc := nc.(*net.TCPConn)
+	tc.SetNoDelay(true)
 	if dl, ok := ctx.Deadline(); ok {
 		nc.SetDeadline(dl)
 	}
-	if err := q.initConnection(cfg); err != nil {
+	q := &Queue{
+		qid: qid, r: r, slots: make([]slot, depth), free: make([]uint16, 0, depth),
+		closed: make(chan struct{}), done: make(chan struct{}), inCapsule: 8 << 10,
+	}
+	for i := range depth {
+		q.free = append(q.free, uint16(depth-1-i))
+		q.slots[i].capsule.Tag = uint32(i)
+		q.slots[i].h2c.Tag = uint32(i) | tagH2C
+	}
+	rxCfg, err := q.initConnection(nc, cfg)
+	if err != nil {
 		nc.Close()
 		return nil, 0, err
 	}
-	nc.SetDeadline(time.Time{})
-	go q.readLoop()
+	if q.fd, err = socketFD(tc); err != nil {
+		nc.Close()
+		return nil, 0, err
+	}
+	nc.Close() // the reactor owns the socket now, through its own descriptor
+	if q.mem, err = iomem.Map(recvBufSize); err != nil {
+		unix.Close(q.fd)
+		return nil, 0, fmt.Errorf("host: receive buffer: %w", err)
+	}
+	// Each slot queues at most its capsule and one H2CData PDU.
+	q.conn = transport.New(r, q.fd, q, rxCfg, q.mem.Bytes(), 2*depth)
+	if err := r.Post(reactor.TaskFunc(func(*reactor.Reactor) { q.conn.Start(nil) })); err != nil {
+		unix.Close(q.fd)
+		q.mem.Unmap()
+		return nil, 0, fmt.Errorf("host: reactor: %w", err)
+	}
 	cmd := nvme.Command(make([]byte, nvme.CommandSize))
 	var cattr uint8
 	if cfg.DisableSQFlowControl {
@@ -207,7 +275,28 @@ func dialQueue(ctx context.Context, addr, subNQN string, qid uint16, depth int, 
 	return q, uint16(dw0), nil
 }
 
-func (q *Queue) initConnection(cfg *Config) error {
+// socketFD returns a descriptor of the connection's socket for the reactor
+// to own, out of Go's net package, whose poller would otherwise wake for
+// every segment that arrives.
+func socketFD(tc *net.TCPConn) (int, error) {
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return -1, fmt.Errorf("host: socket: %w", err)
+	}
+	fd := -1
+	cerr := rc.Control(func(f uintptr) {
+		fd, err = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	if err = errors.Join(cerr, err); err != nil {
+		return -1, fmt.Errorf("host: socket: %w", err)
+	}
+	return fd, nil
+}
+
+// initConnection runs the ICReq/ICResp exchange (TP 8000, 3.6.2.2-3) and
+// returns what the queue accepts from then on. It reads exactly the
+// ICResp: nothing is read ahead of the reactor.
+func (q *Queue) initConnection(nc net.Conn, cfg *Config) (pdu.Config, error) {
 	var dg uint8
 	if cfg.HeaderDigest {
 		dg |= pdu.DgstHeader
@@ -217,87 +306,87 @@ func (q *Queue) initConnection(cfg *Config) error {
 	}
 	b := make([]byte, pdu.ICSize)
 	pdu.EncodeICReq(b, 0, dg, 0)
-	if _, err := q.nc.Write(b); err != nil {
-		return fmt.Errorf("host: send ICReq: %w", err)
+	if _, err := nc.Write(b); err != nil {
+		return pdu.Config{}, fmt.Errorf("host: send ICReq: %w", err)
 	}
-	var src io.Reader = q.nc
-	if cfg.BusyPoll > 0 && q.qid != 0 {
-		b, err := newBusyReader(q.nc, cfg.BusyPoll)
-		if err != nil {
-			return err
-		}
-		src = b
-	}
-	q.br = bufio.NewReaderSize(src, 64<<10)
-	q.rd = pdu.NewReader(q.br, pdu.Config{Accept: func(t pdu.Type) bool { return t == pdu.TypeICResp || t == pdu.TypeC2HTermReq }})
-	h, err := q.rd.ReadHeader()
+	rd := pdu.NewReader(nc, pdu.Config{Accept: func(t pdu.Type) bool { return t == pdu.TypeICResp || t == pdu.TypeC2HTermReq }})
+	h, err := rd.ReadHeader()
 	if err != nil {
-		return fmt.Errorf("host: ICResp: %w", err)
+		return pdu.Config{}, fmt.Errorf("host: ICResp: %w", err)
 	}
 	if h.Type() != pdu.TypeICResp {
-		return fmt.Errorf("host: target terminated the connection: %s", pdu.TermReq(h).FES())
+		return pdu.Config{}, fmt.Errorf("host: target terminated the connection: %s", pdu.TermReq(h).FES())
 	}
 	resp := pdu.ICResp(h)
 	// What the target sends sizes our buffers and paddings: refuse what
 	// the transport does not allow rather than trust it (3.6.2.3).
 	switch {
 	case resp.PFV() != 0:
-		return fmt.Errorf("host: target's ICResp has PFV %d, want 0", resp.PFV())
+		return pdu.Config{}, fmt.Errorf("host: target's ICResp has PFV %d, want 0", resp.PFV())
 	case resp.CPDA() > pdu.MaxPDA:
-		return fmt.Errorf("host: target's CPDA %d is more than %d", resp.CPDA(), pdu.MaxPDA)
+		return pdu.Config{}, fmt.Errorf("host: target's CPDA %d is more than %d", resp.CPDA(), pdu.MaxPDA)
 	case resp.Digests()&^dg != 0:
-		return fmt.Errorf("host: target enabled digests %#x, asked for %#x", resp.Digests(), dg)
+		return pdu.Config{}, fmt.Errorf("host: target enabled digests %#x, asked for %#x", resp.Digests(), dg)
 	case resp.MaxH2CData() < 4096 || resp.MaxH2CData()%4 != 0:
-		return fmt.Errorf("host: target's MAXH2CDATA %d is invalid", resp.MaxH2CData())
+		return pdu.Config{}, fmt.Errorf("host: target's MAXH2CDATA %d is invalid", resp.MaxH2CData())
 	}
 	q.hdgst = resp.Digests()&pdu.DgstHeader != 0
 	q.ddgst = resp.Digests()&pdu.DgstData != 0
 	q.maxH2C = resp.MaxH2CData()
 	q.align = pdu.DataAlign(resp.CPDA())
-	q.rd.SetConfig(pdu.Config{
+	return pdu.Config{
 		Accept: func(t pdu.Type) bool {
 			return t == pdu.TypeCapsuleResp || t == pdu.TypeC2HData || t == pdu.TypeR2T || t == pdu.TypeC2HTermReq
 		},
 		HeaderDigest: q.hdgst, DataDigest: q.ddgst, MaxData: 1 << 30,
-	})
-	return nil
+	}, nil
 }
 
-// Submit sends req, waiting for a free queue slot if all are in use. The
-// callback runs later on the reader goroutine (or at once with Err set if
-// the queue is closed).
+// Submit hands req to the queue from any goroutine; it waits only while
+// the reactor's inbox is full. The callback runs later on the queue's
+// reactor (at once, on this goroutine, with Err set if the reactor has
+// stopped).
 func (q *Queue) Submit(req *Request) {
-	var cid uint16
-	select {
-	case cid = <-q.free:
-	case <-q.closed:
+	req.q, req.task.req = q, req
+	if err := q.r.Post(&req.task); err != nil {
+		req.Err = q.failure()
+		req.Callback(req)
+	}
+}
+
+// Start issues req on the queue's reactor, which the caller must be
+// running on (a callback of this queue, a device's backend on the same
+// reactor). It never blocks: with every command ID in use, req waits for
+// one in order. If the queue has ended, req's callback runs at once with
+// Err set.
+func (q *Queue) Start(req *Request) {
+	req.Status, req.Err, req.DW0, req.DW1 = nvme.Success, nil, 0, 0
+	if q.dead {
 		req.Err = q.failure()
 		req.Callback(req)
 		return
 	}
-	req.Status, req.Err, req.DW0, req.DW1 = nvme.Success, nil, 0, 0
-	// slots is shared with the reader goroutine; the mutex also orders a
-	// Submit against the reader's final sweep of the slots when it fails.
-	q.mu.Lock()
-	if q.err != nil {
-		err := q.err
-		q.mu.Unlock()
-		q.free <- cid
-		req.Err = err
-		req.Callback(req)
+	n := len(q.free)
+	if n == 0 || q.waitHead != nil {
+		req.next = nil
+		if q.waitTail == nil {
+			q.waitHead = req
+		} else {
+			q.waitTail.next = req
+		}
+		q.waitTail = req
 		return
 	}
-	q.slots[cid] = req
-	q.mu.Unlock()
-	if err := q.send(cid, req); err != nil {
-		q.fail(err)
-	}
+	cid := q.free[n-1]
+	q.free = q.free[:n-1]
+	q.issue(cid, req)
 }
 
-func (q *Queue) send(cid uint16, req *Request) error {
-	q.wmu.Lock()
-	defer q.wmu.Unlock()
-	hdr := q.hdrs[cid][:]
+// issue encodes req's capsule under command ID cid and queues it.
+func (q *Queue) issue(cid uint16, req *Request) {
+	s := &q.slots[cid]
+	s.req = req
+	hdr := s.hdr[:]
 	sqe := pdu.CapsuleCmd(hdr).SQE()
 	copy(sqe, req.Cmd[:])
 	sqe.SetCID(cid)
@@ -309,224 +398,260 @@ func (q *Queue) send(cid uint16, req *Request) error {
 	} else {
 		sqe.SGL().Set(nvme.SGLTransportDataBlock, 0, uint32(n))
 	}
-	_, pdo := pdu.EncodeCapsuleCmd(hdr, dataLen, q.hdgst, q.ddgst, q.align)
-	if pdo == 0 {
-		pdo = pdu.CapsuleCmdHLen
-		if q.hdgst {
-			pdo += pdu.DigestSize
-		}
-	}
-	// Any padding up to PDO is zero: the encoder cleared it.
-	q.pending = append(q.pending, hdr[:pdo])
+	hlen, pdo := pdu.EncodeCapsuleCmd(hdr, dataLen, q.hdgst, q.ddgst, q.align)
+	o := &s.capsule
+	o.Reset()
+	o.Add(hdr[:hlen])
 	if dataLen > 0 {
-		q.pending = append(q.pending, req.Buf)
+		o.Add(transport.Pad(pdo - hlen))
+		o.Add(req.Buf)
 		if q.ddgst {
-			pdu.PutDigest(q.digests[cid][:], req.Buf)
-			q.pending = append(q.pending, q.digests[cid][:])
+			pdu.PutDigest(s.ddgst[:], req.Buf)
+			o.Add(s.ddgst[:])
 		}
 	}
+	s.outs++
 	q.sent.Add(1)
-	if q.corked {
-		return nil
-	}
-	return q.flushLocked()
+	q.conn.Push(o)
 }
 
-// flushLocked writes the pending commands (callers hold wmu).
-func (q *Queue) flushLocked() error {
-	if len(q.pending) == 0 {
-		return nil
+// sendData queues the next H2CData PDU of the slot's R2T: at most
+// MAXH2CDATA bytes.
+func (q *Queue) sendData(cid uint16, s *slot) {
+	n := min(s.h2cEnd-s.h2cOff, q.maxH2C)
+	flags := uint8(0)
+	if s.h2cOff+n == s.h2cEnd {
+		flags = pdu.FlagLastPDU
 	}
-	q.writes.Add(1)
-	q.sending = q.pending
-	_, err := q.sending.WriteTo(q.nc)
-	clear(q.pending) // drop references to the callers' buffers
-	q.pending = q.pending[:0]
-	if err != nil {
-		return fmt.Errorf("host: send command: %w", err)
+	hlen, pdo := pdu.EncodeData(s.h2cHdr[:], pdu.TypeH2CData, flags, cid, s.ttag, s.h2cOff, n, q.hdgst, q.ddgst, q.align)
+	data := s.req.Buf[s.h2cOff : s.h2cOff+n]
+	o := &s.h2c
+	o.Reset()
+	o.Add(s.h2cHdr[:hlen])
+	o.Add(transport.Pad(pdo - hlen))
+	o.Add(data)
+	if q.ddgst {
+		pdu.PutDigest(s.h2cDgst[:], data)
+		o.Add(s.h2cDgst[:])
 	}
-	return nil
+	s.h2cOff += n
+	s.h2cBusy = true
+	s.outs++
+	q.conn.Push(o)
 }
 
-// cork holds commands while the reader has another whole PDU buffered, and
-// sends them once it has not: the reader is about to block, and the
-// commands must not wait for it.
-func (q *Queue) cork() error {
-	more := q.wholePDUBuffered()
-	q.wmu.Lock()
-	defer q.wmu.Unlock()
-	q.corked = more
-	if more {
-		return nil
+// busy returns the slot of an outstanding command, or the error that ends
+// a queue whose target named another.
+func (q *Queue) busy(cid uint16, what string) (*slot, error) {
+	if int(cid) >= len(q.slots) || q.slots[cid].req == nil {
+		return nil, fmt.Errorf("host: %s for unknown command %d", what, cid)
 	}
-	return q.flushLocked()
+	return &q.slots[cid], nil
 }
 
-// wholePDUBuffered reports whether the next PDU is entirely in the read
-// buffer, from the PLEN of its common header (TP 8000, 3.6.1). Reader only.
-func (q *Queue) wholePDUBuffered() bool {
-	n := q.br.Buffered()
-	if n < pdu.CommonHeaderSize {
-		return false
-	}
-	ch, err := q.br.Peek(pdu.CommonHeaderSize) // buffered: does not block
-	return err == nil && uint64(pdu.Header(ch).PLen()) <= uint64(n)
-}
-
-// Stats counts a queue's command capsules and the socket writes that
-// carried them.
-type Stats struct {
-	Commands, Writes uint64
-}
-
-// Stats returns the queue's counters.
-func (q *Queue) Stats() Stats { return Stats{Commands: q.sent.Load(), Writes: q.writes.Load()} }
-
-// sendData answers an R2T with H2CData PDUs of at most MAXH2CDATA bytes.
-func (q *Queue) sendData(req *Request, cid, ttag uint16, off, length uint32) error {
-	if uint64(off)+uint64(length) > uint64(len(req.Buf)) {
-		return fmt.Errorf("host: R2T for bytes %d-%d of a %d-byte command", off, off+length, len(req.Buf))
-	}
-	q.wmu.Lock()
-	defer q.wmu.Unlock()
-	if err := q.flushLocked(); err != nil { // keep commands and data in order
-		return err
-	}
-	for length > 0 {
-		n := min(length, q.maxH2C)
-		var hdr [pdu.MaxHeaderSize + 64]byte
-		flags := uint8(0)
-		if n == length {
-			flags = pdu.FlagLastPDU
-		}
-		hlen, pdo := pdu.EncodeData(hdr[:], pdu.TypeH2CData, flags, cid, ttag, off, n, q.hdgst, q.ddgst, q.align)
-		data := req.Buf[off : off+n]
-		// hdr[hlen:pdo] is zero padding (the header encoder cleared it).
-		clear(hdr[hlen:pdo])
-		segs := net.Buffers{hdr[:pdo], data}
-		var d [pdu.DigestSize]byte
-		if q.ddgst {
-			pdu.PutDigest(d[:], data)
-			segs = append(segs, d[:])
-		}
-		if _, err := segs.WriteTo(q.nc); err != nil {
-			return fmt.Errorf("host: send data: %w", err)
-		}
-		off += n
-		length -= n
-	}
-	return nil
-}
-
-func (q *Queue) readLoop() {
-	defer close(q.done)
-	var err error
-	for err == nil {
-		if err = q.cork(); err == nil {
-			err = q.readOne()
-		}
-	}
-	q.fail(err)
-	// Only the reader completes requests, so it fails those left in flight.
-	q.mu.Lock()
-	var left []*Request
-	for cid, req := range q.slots {
-		if req != nil {
-			q.slots[cid] = nil
-			left = append(left, req)
-		}
-	}
-	err = q.err
-	q.mu.Unlock()
-	for _, req := range left {
-		req.Err = err
-		req.Callback(req)
-	}
-}
-
-func (q *Queue) slot(cid uint16) (*Request, error) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if int(cid) >= len(q.slots) || q.slots[cid] == nil {
-		return nil, fmt.Errorf("host: PDU for unknown command %d", cid)
-	}
-	return q.slots[cid], nil
-}
-
-func (q *Queue) readOne() error {
-	h, err := q.rd.ReadHeader()
-	if err != nil {
-		return err
-	}
+// Header takes a PDU header from the target (transport.Handler).
+func (q *Queue) Header(h pdu.Header, f pdu.Frame) ([]byte, error) {
+	q.rx = rxState{}
 	switch h.Type() {
 	case pdu.TypeCapsuleResp:
 		cqe := pdu.CapsuleResp(h).CQE()
-		req, err := q.slot(cqe.CID())
+		s, err := q.busy(cqe.CID(), "response")
 		if err != nil {
-			return err
+			return nil, err
 		}
-		req.Status, req.DW0, req.DW1 = cqe.Status(), cqe.DW0(), cqe.DW1()
-		return q.complete(cqe.CID(), req)
+		s.req.Status, s.req.DW0, s.req.DW1 = cqe.Status(), cqe.DW0(), cqe.DW1()
+		q.rx = rxState{kind: rxResponse, cid: cqe.CID()}
 	case pdu.TypeC2HData:
 		d := pdu.Data(h)
-		req, err := q.slot(d.CCCID())
+		s, err := q.busy(d.CCCID(), "C2HData")
 		if err != nil {
-			return err
+			return nil, err
 		}
-		off, n := d.Offset(), q.rd.DataLen()
+		req, off, n := s.req, d.Offset(), f.DataLen
 		if req.ToController || uint64(off)+uint64(n) > uint64(len(req.Buf)) {
-			return fmt.Errorf("host: C2HData bytes %d-%d for a %d-byte buffer", off, off+n, len(req.Buf))
+			return nil, fmt.Errorf("host: C2HData bytes %d-%d for a %d-byte buffer", off, uint64(off)+uint64(n), len(req.Buf))
 		}
-		err = q.rd.ReadData(req.Buf[off : off+n])
-		if errors.Is(err, pdu.ErrDataDigest) {
-			req.Err = err
-		} else if err != nil {
-			return err
-		}
-		if h.Flags()&pdu.FlagSuccess != 0 {
-			req.Status = nvme.Success
-			return q.complete(d.CCCID(), req)
-		}
+		q.rx = rxState{kind: rxData, cid: d.CCCID(), success: h.Flags()&pdu.FlagSuccess != 0}
+		return req.Buf[off : off+n], nil
 	case pdu.TypeR2T:
 		r := pdu.R2T(h)
-		req, err := q.slot(r.CCCID())
+		s, err := q.busy(r.CCCID(), "R2T")
 		if err != nil {
-			return err
+			return nil, err
 		}
-		return q.sendData(req, r.CCCID(), r.TTAG(), r.Offset(), r.Length())
+		off, n := r.Offset(), r.Length()
+		switch {
+		case !s.req.ToController || n == 0 || uint64(off)+uint64(n) > uint64(len(s.req.Buf)):
+			return nil, fmt.Errorf("host: R2T for bytes %d-%d of a %d-byte command", off, uint64(off)+uint64(n), len(s.req.Buf))
+		case s.h2cBusy || s.h2cOff < s.h2cEnd:
+			return nil, fmt.Errorf("host: R2T for command %d while one is being answered", r.CCCID())
+		}
+		s.ttag, s.h2cOff, s.h2cEnd = r.TTAG(), off, off+n
+		q.sendData(r.CCCID(), s)
 	case pdu.TypeC2HTermReq:
 		tr := pdu.TermReq(h)
-		return fmt.Errorf("host: target terminated the connection: %s (fei %d): %w", tr.FES(), tr.FEI(), io.EOF)
+		return nil, fmt.Errorf("host: target terminated the connection: %s (fei %d): %w", tr.FES(), tr.FEI(), io.EOF)
 	}
-	return nil
+	return nil, nil
 }
 
-// complete frees the command's slot and runs its callback corked: what the
-// callback submits goes out with what the rest of the batch submits, when
-// the reader has no more responses buffered.
-func (q *Queue) complete(cid uint16, req *Request) error {
-	q.mu.Lock()
-	q.slots[cid] = nil
-	q.mu.Unlock()
-	q.free <- cid
-	q.wmu.Lock()
-	q.corked = true
-	q.wmu.Unlock()
+// Received acts on a PDU whose bytes are all in (transport.Handler).
+func (q *Queue) Received(digestOK bool) bool {
+	rx := q.rx
+	q.rx = rxState{}
+	if q.dead {
+		return false
+	}
+	switch rx.kind {
+	case rxResponse:
+		q.complete(rx.cid)
+	case rxData:
+		req := q.slots[rx.cid].req
+		if !digestOK {
+			req.Err = pdu.ErrDataDigest
+		}
+		if rx.success {
+			req.Status = nvme.Success
+			q.complete(rx.cid)
+		}
+	}
+	return !q.dead
+}
+
+// Handed is nothing to a host: a command is outstanding from Start.
+func (q *Queue) Handed(*transport.Out) {}
+
+// Sent takes back a slot's Out (transport.Handler): the next H2CData PDU
+// of an R2T goes out once the last is written.
+func (q *Queue) Sent(o *transport.Out, written bool) {
+	cid := uint16(o.Tag)
+	s := &q.slots[cid]
+	s.outs--
+	if o.Tag&tagH2C != 0 {
+		s.h2cBusy = false
+		if written && s.req != nil && s.h2cOff < s.h2cEnd && !q.dead {
+			q.sendData(cid, s)
+			return
+		}
+	}
+	if s.req == nil && s.outs == 0 {
+		q.release(cid)
+	}
+}
+
+// End ends the queue for a failure of its connection (transport.Handler).
+func (q *Queue) End(err error) { q.end(err) }
+
+// Idle closes the socket once the queue has ended and nothing of it is
+// in flight (transport.Handler).
+func (q *Queue) Idle() { q.maybeFinalize() }
+
+// complete finishes the command under cid and runs its callback. The
+// command ID is free for another once the slot's Outs are back.
+func (q *Queue) complete(cid uint16) {
+	s := &q.slots[cid]
+	req := s.req
+	s.req = nil
+	s.h2cOff, s.h2cEnd = 0, 0
+	if s.outs == 0 {
+		q.release(cid)
+	}
 	req.Callback(req)
-	return q.cork()
 }
 
-// fail records the queue's first error and closes the connection; the
-// reader goroutine then fails the commands in flight.
-func (q *Queue) fail(err error) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.err != nil {
+// release frees a command ID, for the first waiting request if any.
+func (q *Queue) release(cid uint16) {
+	if q.dead {
+		q.free = append(q.free, cid)
+		q.maybeFinalize()
 		return
 	}
-	q.err = err
-	close(q.closed)
-	q.nc.Close()
+	if req := q.waitHead; req != nil {
+		q.waitHead = req.next
+		if q.waitHead == nil {
+			q.waitTail = nil
+		}
+		req.next = nil
+		q.issue(cid, req)
+		return
+	}
+	q.free = append(q.free, cid)
+}
+
+// end stops the queue on its reactor: receiving stops, nothing more is
+// written, and every request outstanding or waiting finishes with the
+// queue's error. The socket closes once no operation is in flight.
+func (q *Queue) end(err error) {
+	if q.dead {
+		return
+	}
+	q.dead = true
+	q.mu.Lock()
+	if q.err == nil {
+		q.err = err
+		close(q.closed)
+	}
+	err = q.err
+	q.mu.Unlock()
+	q.conn.Stop()
+	q.conn.Close()
+	for cid := range q.slots {
+		s := &q.slots[cid]
+		if req := s.req; req != nil {
+			s.req = nil
+			if s.outs == 0 {
+				q.free = append(q.free, uint16(cid))
+			}
+			req.Err = err
+			req.Callback(req)
+		}
+	}
+	for req := q.waitHead; req != nil; {
+		next := req.next
+		req.next = nil
+		req.Err = err
+		req.Callback(req)
+		req = next
+	}
+	q.waitHead, q.waitTail = nil, nil
+	q.maybeFinalize()
+}
+
+func (q *Queue) maybeFinalize() {
+	if !q.dead || q.finalized || !q.conn.Idle() || len(q.free) != len(q.slots) {
+		return
+	}
+	q.finalized = true
+	q.finalizeOnce.Do(func() {
+		unix.Close(q.fd)
+		q.mem.Unmap()
+		close(q.done)
+	})
+}
+
+// fail ends the queue from any goroutine.
+func (q *Queue) fail(err error) {
+	q.mu.Lock()
+	if q.err == nil {
+		q.err = err
+		close(q.closed)
+	}
+	q.mu.Unlock()
+	if q.r.Post(reactor.TaskFunc(func(*reactor.Reactor) { q.end(err) })) != nil {
+		// The reactor is gone, and with it everything in flight.
+		q.finalizeStopped()
+	}
+}
+
+// finalizeStopped releases a queue whose reactor stopped under it: the
+// owner stopped the reactor before closing the queue. The receive buffer
+// stays mapped: a RECV the stopping reactor had in flight may still write
+// to it.
+func (q *Queue) finalizeStopped() {
+	q.finalizeOnce.Do(func() {
+		unix.Close(q.fd)
+		close(q.done)
+	})
 }
 
 func (q *Queue) failure() error {
@@ -538,6 +663,15 @@ func (q *Queue) failure() error {
 	return q.err
 }
 
+// Stats counts a queue's command capsules and the socket writes that
+// carried them.
+type Stats struct {
+	Commands, Writes uint64
+}
+
+// Stats returns the queue's counters.
+func (q *Queue) Stats() Stats { return Stats{Commands: q.sent.Load(), Writes: q.conn.Writes()} }
+
 // Err returns why the queue closed, or nil while it is open.
 func (q *Queue) Err() error {
 	q.mu.Lock()
@@ -545,8 +679,18 @@ func (q *Queue) Err() error {
 	return q.err
 }
 
+// Ended reports whether the queue has ended: Start would fail a request
+// at once. On the queue's reactor only.
+func (q *Queue) Ended() bool { return q.dead }
+
+// Shutdown starts closing the queue and returns: commands in flight fail
+// on the queue's reactor, which closes the socket once nothing of the
+// queue is in flight. Safe from any goroutine, the queue's reactor too.
+func (q *Queue) Shutdown(err error) { q.fail(err) }
+
 // Close closes the connection; commands in flight fail. It returns once
-// their callbacks have run.
+// their callbacks have run and the socket is closed. Not from the queue's
+// reactor: use Shutdown there.
 func (q *Queue) Close() error {
 	q.fail(ErrClosed)
 	<-q.done

@@ -94,6 +94,10 @@ func (c *Conn) Idle() bool {
 	return !c.rx.busy && !c.tx.busy && !c.tx.staged && !c.tx.scheduled && c.tx.head == nil
 }
 
+// Writes returns how many writes (SENDMSGs) the Conn has issued. Safe
+// from any goroutine.
+func (c *Conn) Writes() uint64 { return c.tx.writes.Load() }
+
 // Push queues o to be written after everything queued before it.
 func (c *Conn) Push(o *Out) { c.tx.push(o) }
 

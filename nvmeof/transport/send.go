@@ -2,6 +2,7 @@ package transport
 
 import (
 	"fmt"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -71,6 +72,7 @@ type sender struct {
 	handed     bool         // the staged batch's Outs were told Handed
 	closed     bool         // a Last went out, or Close: nothing more is written
 	flushTask  flushTask
+	writes     atomic.Uint64 // SENDMSGs, for Conn.Writes
 }
 
 type flushTask struct{ tx *sender }
@@ -170,6 +172,7 @@ func (tx *sender) submit() {
 	tx.msg.Iov = &tx.iov[0]
 	tx.msg.SetIovlen(len(tx.iov))
 	sqe.PrepSendmsg(int32(tx.c.fd), &tx.msg, unix.MSG_NOSIGNAL)
+	tx.writes.Add(1)
 }
 
 // Complete handles the SENDMSG's completion.
