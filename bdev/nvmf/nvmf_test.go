@@ -1,0 +1,180 @@
+package nvmf_test
+
+import (
+	"context"
+	"net"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/strata-storage/strata/bdev"
+	"github.com/strata-storage/strata/bdev/bdevtest"
+	"github.com/strata-storage/strata/bdev/fault"
+	"github.com/strata-storage/strata/bdev/malloc"
+	"github.com/strata-storage/strata/bdev/nvmf"
+	"github.com/strata-storage/strata/bdev/part"
+	"github.com/strata-storage/strata/nvmeof/target"
+)
+
+const subNQN = "nqn.2024-01.io.strata:nvmf-test"
+
+// export serves dev as namespace 1 of a target on addr ("127.0.0.1:0":
+// any port) and returns the target and where it listens.
+func export(t *testing.T, dev bdev.Device, addr string) (*target.Target, string) {
+	t.Helper()
+	tg := target.New(bdevtest.Reactors(t), target.Config{})
+	require.NoError(t, tg.AddSubsystem(target.SubsystemConfig{
+		NQN: subNQN, Serial: "NVMF1", AllowAnyHost: true,
+		Namespaces: []target.Namespace{{ID: 1, Device: dev, NGUID: [16]byte{1, 2, 3}}},
+	}))
+	a, err := tg.Listen(addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { tg.Close() })
+	return tg, a.String()
+}
+
+func ram(t *testing.T, size uint64) bdev.Device {
+	t.Helper()
+	d, err := malloc.New("ram", size, 512)
+	require.NoError(t, err)
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func open(t *testing.T, addr string, opts nvmf.Options) *nvmf.Device {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, err := nvmf.Open(ctx, "remote", addr, subNQN, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, d.Close()) })
+	return d
+}
+
+// A remote namespace is a device like any other: the conformance suite,
+// from every reactor at once.
+func TestConformance(t *testing.T) {
+	bdevtest.Run(t, func(t *testing.T) bdev.Device {
+		_, addr := export(t, ram(t, 32<<20), "127.0.0.1:0")
+		return open(t, addr, nvmf.Options{})
+	}, true)
+}
+
+// Stacked: a window of a remote namespace, and requests larger than the
+// remote's transfer limit (split by the device into several commands).
+func TestConformanceStacked(t *testing.T) {
+	bdevtest.Run(t, func(t *testing.T) bdev.Device {
+		_, addr := export(t, ram(t, 64<<20), "127.0.0.1:0")
+		d := open(t, addr, nvmf.Options{})
+		p, err := part.New("window", d, 1024, 40960, bdev.NewUUID())
+		require.NoError(t, err)
+		t.Cleanup(func() { p.Close() })
+		return p
+	}, true)
+}
+
+func TestInfo(t *testing.T) {
+	_, addr := export(t, ram(t, 32<<20), "127.0.0.1:0")
+	d := open(t, addr, nvmf.Options{})
+	in := d.Info()
+	require.Equal(t, uint32(512), in.BlockSize)
+	require.Equal(t, uint64(32<<20/512), in.Blocks)
+	require.Equal(t, "nvmf", in.Product)
+	require.Equal(t, bdev.UUID{1, 2, 3}, in.UUID, "the namespace's NGUID")
+}
+
+// The data path allocates nothing per I/O, host queue and transport
+// included.
+func TestNoAllocsPerIO(t *testing.T) {
+	_, addr := export(t, ram(t, 32<<20), "127.0.0.1:0")
+	d := open(t, addr, nvmf.Options{})
+	c := bdevtest.Open(t, d, bdevtest.Reactors(t).Get(0))
+	bdevtest.RequireNoAllocs(t, c, []bdev.Op{bdev.OpWrite, bdev.OpRead, bdev.OpFlush}, 8, 4096, bdevtest.Buffers(t, 4096))
+}
+
+func TestFromURI(t *testing.T) {
+	_, addr := export(t, ram(t, 32<<20), "127.0.0.1:0")
+	for _, bad := range []string{
+		"nvmf://" + addr + "/" + subNQN + "?ns=0",
+		"nvmf://" + addr + "/" + subNQN + "?timeout=-1s",
+		"nvmf://" + addr + "/" + subNQN + "?depth=1",
+		"nvmf://" + addr + "/" + subNQN + "?colour=blue",
+		"nvmf://" + addr + "/not-an-nqn",
+		"nvmf://noport/" + subNQN,
+	} {
+		u, err := url.Parse(bad)
+		require.NoError(t, err)
+		_, err = nvmf.FromURI("r", u)
+		require.ErrorIs(t, err, bdev.ErrBadURI, bad)
+	}
+	u, err := url.Parse("nvmf://" + addr + "/" + subNQN + "?ns=1&timeout=5s&depth=16")
+	require.NoError(t, err)
+	d, err := nvmf.FromURI("r", u)
+	require.NoError(t, err)
+	require.NoError(t, d.Close())
+	u, _ = url.Parse("nvmf://" + addr + "/" + subNQN + "?ns=7")
+	_, err = nvmf.FromURI("r", u)
+	require.ErrorContains(t, err, "not active")
+}
+
+// The target goes away and comes back on the same address: requests made
+// meanwhile wait, and finish once the channel's queue is connected again
+// (with the controller, which the restart lost too).
+func TestReconnectAfterTargetRestart(t *testing.T) {
+	dev := ram(t, 32<<20)
+	tg, addr := export(t, dev, "127.0.0.1:0")
+	d := open(t, addr, nvmf.Options{Timeout: 20 * time.Second})
+	c := bdevtest.Open(t, d, bdevtest.Reactors(t).Get(0))
+	buf := bdevtest.Buffers(t, 4096)
+	bdevtest.Fill(buf, 3)
+	require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpWrite, 0, 8, buf))
+
+	tg.Close()
+	// A request made as the connection goes may find the queue ending
+	// under it (not ready); one made after waits for the new queue.
+	first := c.Start(bdev.OpRead, 0, 8, bdevtest.Buffers(t, 4096))
+	time.Sleep(100 * time.Millisecond)
+	got := bdevtest.Buffers(t, 4096)
+	after := c.Start(bdev.OpRead, 0, 8, got)
+	time.Sleep(300 * time.Millisecond)
+	export(t, dev, addr)
+	if st := first.Wait(t); st != bdev.StatusOK {
+		require.Equal(t, bdev.StatusNotReady, st)
+	}
+	require.Equal(t, bdev.StatusOK, after.Wait(t))
+	require.Equal(t, buf, got)
+}
+
+// A request the remote never answers times out: the queue is reset, the
+// request finishes with a timeout, and once the remote lets go of the old
+// queue the channel works again on a new one.
+func TestTimeoutResetsQueue(t *testing.T) {
+	hung := fault.New("hung", ram(t, 32<<20), fault.Options{})
+	t.Cleanup(func() { hung.Close() })
+	_, addr := export(t, hung, "127.0.0.1:0")
+	d := open(t, addr, nvmf.Options{Timeout: 200 * time.Millisecond})
+	c := bdevtest.Open(t, d, bdevtest.Reactors(t).Get(0))
+	buf := bdevtest.Buffers(t, 4096)
+	require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpWrite, 0, 8, buf))
+
+	hung.Inject(fault.Rule{Ops: []bdev.Op{bdev.OpRead}, Hang: true, Count: 1})
+	start := time.Now()
+	require.Equal(t, bdev.StatusTimeout, c.Do(t, bdev.OpRead, 0, 8, buf))
+	require.Less(t, time.Since(start), 5*time.Second)
+	hung.Release()
+	require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpRead, 0, 8, buf), "a new queue")
+}
+
+// Nothing listening: Open fails with the reason, in bounded time.
+func TestOpenRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = nvmf.Open(ctx, "remote", addr, subNQN, nvmf.Options{})
+	require.ErrorContains(t, err, "connection refused")
+}
