@@ -83,7 +83,7 @@ type Controller struct {
 	cfg    Config
 	addr   string
 	subNQN string
-	own    *reactor.Reactor // started for Config.Reactors nil; stopped on Close
+	own    *reactor.Group // started for Config.Reactors nil; stopped on Close
 
 	mu     sync.Mutex
 	s      *session
@@ -114,11 +114,14 @@ func Connect(ctx context.Context, addr, subNQN string, cfg Config) (*Controller,
 		if spin <= 0 {
 			spin = -1 // never
 		}
-		r, err := reactor.Start(reactor.Config{Core: -1, Spin: spin, SpinIO: -1})
+		// A group, not a lone reactor: it reserves the reactor a P of its
+		// own, or the locked thread would starve the process's goroutines
+		// on a one-core load generator (reactor.StartGroup).
+		g, err := reactor.StartGroup([]int{-1}, reactor.Config{Spin: spin, SpinIO: -1})
 		if err != nil {
 			return nil, fmt.Errorf("host: %w", err)
 		}
-		c.own, c.cfg.Reactors = r, []*reactor.Reactor{r}
+		c.own, c.cfg.Reactors = g, g.Reactors()
 	}
 	s, err := c.dial(ctx)
 	if err != nil {
