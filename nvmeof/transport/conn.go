@@ -177,7 +177,10 @@ func (rx *receiver) post() {
 	if rx.at == inData && rx.dst != nil && rx.head == rx.tail && rx.dataLeft >= DirectRecvMin {
 		rx.direct = true
 		off := len(rx.dst) - rx.dataLeft
-		sqe.PrepRecv(int32(rx.c.fd), rx.dst[off:], 0)
+		// All of it in one completion: the kernel goes on receiving as
+		// segments arrive instead of completing each to be posted again.
+		// Stop's shutdown still ends it early.
+		sqe.PrepRecv(int32(rx.c.fd), rx.dst[off:], unix.MSG_WAITALL)
 		return
 	}
 	rx.direct = false
