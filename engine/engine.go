@@ -18,6 +18,7 @@ import (
 	"github.com/strata-storage/strata/bdev/file"
 	"github.com/strata-storage/strata/bdev/malloc"
 	"github.com/strata-storage/strata/bdev/null"
+	"github.com/strata-storage/strata/bdev/nvmf"
 	"github.com/strata-storage/strata/bdev/pcie"
 	"github.com/strata-storage/strata/internal/atomicfile"
 	"github.com/strata-storage/strata/reactor"
@@ -37,6 +38,7 @@ func DefaultDevices() map[string]bdev.Factory {
 		malloc.Scheme: malloc.FromURI,
 		file.Scheme:   file.FromURI,
 		pcie.Scheme:   pcie.FromURI,
+		nvmf.Scheme:   nvmf.FromURI,
 	}
 }
 

@@ -527,3 +527,43 @@ func readThroughTarget(t *testing.T, addr, subNQN, hostNQN string, n int) []byte
 	rw(t, addr, subNQN, hostNQN, false, buf)
 	return buf
 }
+
+// A pool on another daemon's shared volume (nvmf://): what is written
+// through the second daemon's share lands on the first's device, and
+// survives the first being killed and restarted under it: the pool's
+// device reconnects and I/O waits for it.
+func TestPoolOnRemoteNamespace(t *testing.T) {
+	dir := t.TempDir()
+	sockA, sockB := filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock")
+	dataA := filepath.Join(dir, "a")
+	a := startServe(t, nil, "--data-dir", dataA, "--api-socket", sockA, "--cores", "0", "--discovery-port", "0")
+	a.waitReady(t, sockA)
+	strataOK(t, sockA, "pool", "create", "local", "uring://"+filepath.Join(dir, "a.img")+"?size=64MiB")
+	strataOK(t, sockA, "volume", "create", "va", "--pool", "local", "--size", "32MiB")
+	listenA := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	const nqnA = "nqn.2024-01.io.strata:va"
+	strataOK(t, sockA, "share", "add", "va", "--nqn", nqnA, "--listen", listenA, "--allow-any-host")
+
+	b := startServe(t, nil, "--data-dir", filepath.Join(dir, "b"), "--api-socket", sockB, "--cores", "0", "--discovery-port", "0")
+	b.waitReady(t, sockB)
+	strataOK(t, sockB, "pool", "create", "remote", "nvmf://"+listenA+"/"+nqnA+"?ns=1&timeout=20s")
+	pools := strataJSON[api.PoolList](t, sockB, "pool", "list")
+	require.Equal(t, uint64(32<<20), pools.Pools[0].CapacityBytes)
+	vb := strataJSON[engine.Volume](t, sockB, "volume", "create", "vb", "--pool", "remote", "--size", "16MiB")
+	listenB := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	const nqnB = "nqn.2024-01.io.strata:vb"
+	strataOK(t, sockB, "share", "add", "vb", "--nqn", nqnB, "--listen", listenB, "--allow-any-host")
+
+	pattern := writeThroughTarget(t, listenB, nqnB, "")
+	onA := readThroughTarget(t, listenA, nqnA, "", int(vb.OffsetBytes)+len(pattern))
+	require.Equal(t, pattern, onA[vb.OffsetBytes:], "B's volume is on A's device")
+
+	a.signal(t, syscall.SIGKILL)
+	require.Equal(t, -1, a.wait(t))
+	a = startServe(t, nil, "--data-dir", dataA, "--api-socket", sockA, "--cores", "0", "--discovery-port", "0")
+	a.waitReady(t, sockA)
+	require.Equal(t, pattern, readThroughTarget(t, listenB, nqnB, "", len(pattern)),
+		"read through B once its pool's device has reconnected to the restarted A")
+	b.signal(t, syscall.SIGTERM)
+	require.Equal(t, 0, b.wait(t), "stderr:\n%s", b.stderr)
+}
