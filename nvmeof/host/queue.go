@@ -3,7 +3,6 @@ package host
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -239,7 +238,7 @@ func dialQueue(ctx context.Context, r *reactor.Reactor, addr, subNQN string, qid
 		nc.Close()
 		return nil, 0, err
 	}
-	if q.fd, err = socketFD(tc); err != nil {
+	if q.fd, err = transport.SocketFD(tc); err != nil {
 		nc.Close()
 		return nil, 0, err
 	}
@@ -273,24 +272,6 @@ func dialQueue(ctx context.Context, r *reactor.Reactor, addr, subNQN string, qid
 		return nil, 0, fmt.Errorf("host: connect queue %d of %s: %w", qid, subNQN, err)
 	}
 	return q, uint16(dw0), nil
-}
-
-// socketFD returns a descriptor of the connection's socket for the reactor
-// to own, out of Go's net package, whose poller would otherwise wake for
-// every segment that arrives.
-func socketFD(tc *net.TCPConn) (int, error) {
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return -1, fmt.Errorf("host: socket: %w", err)
-	}
-	fd := -1
-	cerr := rc.Control(func(f uintptr) {
-		fd, err = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0)
-	})
-	if err = errors.Join(cerr, err); err != nil {
-		return -1, fmt.Errorf("host: socket: %w", err)
-	}
-	return fd, nil
 }
 
 // initConnection runs the ICReq/ICResp exchange (TP 8000, 3.6.2.2-3) and

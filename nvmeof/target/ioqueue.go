@@ -109,7 +109,7 @@ type ioQueue struct {
 }
 
 func newIOQueue(c *conn, ctrl *Controller) (*ioQueue, error) {
-	fd, err := socketFD(c)
+	fd, err := transport.SocketFD(c.nc)
 	if err != nil {
 		return nil, err
 	}
@@ -139,25 +139,6 @@ func newIOQueue(c *conn, ctrl *Controller) (*ioQueue, error) {
 	// Each slot has a response and an R2T to send, and there is a TermReq.
 	q.conn = transport.New(q.r, fd, q, cfg, mem.Bytes()[n*MaxTransferBytes:], 2*n+1)
 	return q, nil
-}
-
-// socketFD returns a descriptor of the connection's socket for the reactor
-// to own. Once the conn closes its own, the socket is out of Go's net
-// package, whose poller would otherwise wake for every segment that
-// arrives, to find no goroutine waiting.
-func socketFD(c *conn) (int, error) {
-	rc, err := c.nc.SyscallConn()
-	if err != nil {
-		return -1, fmt.Errorf("target: socket: %w", err)
-	}
-	fd := -1
-	cerr := rc.Control(func(f uintptr) {
-		fd, err = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0)
-	})
-	if err = errors.Join(cerr, err); err != nil {
-		return -1, fmt.Errorf("target: socket: %w", err)
-	}
-	return fd, nil
 }
 
 // serve hands the connection to the reactor, with the bytes the handshake

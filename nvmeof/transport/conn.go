@@ -20,8 +20,10 @@ package transport
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 
 	"golang.org/x/sys/unix"
 
@@ -103,6 +105,25 @@ func (c *Conn) Push(o *Out) { c.tx.push(o) }
 
 // SetConfig changes what may arrive, between PDUs.
 func (c *Conn) SetConfig(cfg pdu.Config) { c.rx.cfg = cfg }
+
+// SocketFD returns a descriptor of tc's socket for a Conn to own. Once the
+// caller closes tc, the socket is out of Go's net package, whose poller
+// would otherwise wake for every segment that arrives, to find no
+// goroutine waiting.
+func SocketFD(tc *net.TCPConn) (int, error) {
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return -1, fmt.Errorf("transport: socket: %w", err)
+	}
+	fd := -1
+	cerr := rc.Control(func(f uintptr) {
+		fd, err = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	if err = errors.Join(cerr, err); err != nil {
+		return -1, fmt.Errorf("transport: socket: %w", err)
+	}
+	return fd, nil
+}
 
 // Where the receiver stands in the PDU it is reading.
 const (
