@@ -8,6 +8,7 @@ import (
 
 	"github.com/strata-storage/strata/bdev"
 	"github.com/strata-storage/strata/nvmeof/host"
+	"github.com/strata-storage/strata/nvmeof/status"
 	"github.com/strata-storage/strata/reactor"
 )
 
@@ -169,7 +170,7 @@ func (b *backend) done(hr *host.Request) {
 		b.finish(c, st)
 		return
 	}
-	st := statusOf(hr.Status)
+	st := status.FromNVMe(c.req.Op, hr.Status)
 	if st == bdev.StatusOK && c.left > c.n {
 		c.lba += uint64(c.n)
 		c.off += uint64(c.n) * b.bs

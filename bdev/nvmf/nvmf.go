@@ -29,7 +29,6 @@ import (
 	"github.com/strata-storage/strata/bdev"
 	"github.com/strata-storage/strata/nvmeof/host"
 	"github.com/strata-storage/strata/nvmeof/nqn"
-	"github.com/strata-storage/strata/nvmeof/nvme"
 	"github.com/strata-storage/strata/reactor"
 )
 
@@ -244,30 +243,4 @@ func (d *Device) Close() error {
 	d.closed = true
 	d.mu.Unlock()
 	return d.ctrl.Close()
-}
-
-// statusOf translates an NVMe status to a bdev one (the inverse of the
-// target's).
-func statusOf(st nvme.Status) bdev.Status {
-	switch st {
-	case nvme.Success:
-		return bdev.StatusOK
-	case nvme.LBAOutOfRange:
-		return bdev.StatusInvalidRange
-	case nvme.InvalidField, nvme.DataSGLLengthInvalid:
-		return bdev.StatusInvalidRequest
-	case nvme.InvalidOpcode:
-		return bdev.StatusUnsupported
-	case nvme.CapacityExceeded:
-		return bdev.StatusNoSpace
-	case nvme.UnrecoveredRead:
-		return bdev.StatusReadError
-	case nvme.WriteFault:
-		return bdev.StatusWriteFault
-	case nvme.NamespaceNotReady, nvme.InvalidNamespace:
-		return bdev.StatusNotReady
-	case nvme.AbortRequested:
-		return bdev.StatusAborted
-	}
-	return bdev.StatusInternal
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/strata-storage/strata/bdev"
 	"github.com/strata-storage/strata/nvmeof/nvme"
+	"github.com/strata-storage/strata/nvmeof/status"
 	"github.com/strata-storage/strata/reactor"
 )
 
@@ -415,7 +416,7 @@ func (b *backend) done(cid uint16, st nvme.Status, _ uint32) {
 			copy(t.req.Buf[s.off:s.off+s.n], s.bounce.Bytes[:s.n])
 		}
 	} else if t.status == bdev.StatusOK {
-		t.status = statusOf(t.req.Op, st)
+		t.status = status.FromNVMe(t.req.Op, st)
 	}
 	t.inflight--
 	// The command ID goes back to the queue after done returns: Poll
@@ -442,35 +443,6 @@ func (b *backend) resume() {
 			return
 		}
 	}
-}
-
-// statusOf maps an NVMe status to a block device status.
-func statusOf(op bdev.Op, st nvme.Status) bdev.Status {
-	switch st.Kind() {
-	case nvme.LBAOutOfRange.Kind():
-		return bdev.StatusInvalidRange
-	case nvme.CapacityExceeded.Kind():
-		return bdev.StatusNoSpace
-	case nvme.InvalidOpcode.Kind():
-		return bdev.StatusUnsupported
-	case nvme.InvalidField.Kind(), nvme.InvalidNamespace.Kind():
-		return bdev.StatusInvalidRequest
-	case nvme.NamespaceNotReady.Kind():
-		return bdev.StatusNotReady
-	case nvme.AbortRequested.Kind(), nvme.AbortSQDeleted.Kind():
-		return bdev.StatusAborted
-	case nvme.UnrecoveredRead.Kind():
-		return bdev.StatusReadError
-	case nvme.WriteFault.Kind():
-		return bdev.StatusWriteFault
-	}
-	if op == bdev.OpRead {
-		return bdev.StatusReadError
-	}
-	if op == bdev.OpWrite || op == bdev.OpFlush {
-		return bdev.StatusWriteFault
-	}
-	return bdev.StatusInternal
 }
 
 // Close deletes the queue pair; nothing is in flight.

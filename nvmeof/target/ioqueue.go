@@ -13,6 +13,7 @@ import (
 	"github.com/strata-storage/strata/internal/iomem"
 	"github.com/strata-storage/strata/nvmeof/nvme"
 	"github.com/strata-storage/strata/nvmeof/pdu"
+	"github.com/strata-storage/strata/nvmeof/status"
 	"github.com/strata-storage/strata/nvmeof/transport"
 	"github.com/strata-storage/strata/reactor"
 )
@@ -504,7 +505,7 @@ func (q *ioQueue) nextDeallocate(cmd *command) {
 // ioDone is every command's bdev callback, on the reactor.
 func (q *ioQueue) ioDone(req *bdev.Request) {
 	cmd := &q.cmds[req.Tag]
-	st := statusOf(req)
+	st := status.ToNVMe(req.Status)
 	sqe := nvme.Command(cmd.sqe[:])
 	switch {
 	case !st.OK():
@@ -532,31 +533,6 @@ func (q *ioQueue) nextNamespace(after uint32) *nsState {
 		}
 	}
 	return nil
-}
-
-// statusOf translates a block device outcome to an NVMe status.
-func statusOf(req *bdev.Request) nvme.Status {
-	switch req.Status {
-	case bdev.StatusOK:
-		return nvme.Success
-	case bdev.StatusInvalidRange:
-		return nvme.LBAOutOfRange
-	case bdev.StatusInvalidRequest:
-		return nvme.InvalidField
-	case bdev.StatusUnsupported:
-		return nvme.InvalidOpcode
-	case bdev.StatusNoSpace:
-		return nvme.CapacityExceeded
-	case bdev.StatusReadError:
-		return nvme.UnrecoveredRead
-	case bdev.StatusWriteFault:
-		return nvme.WriteFault
-	case bdev.StatusNotReady:
-		return nvme.NamespaceNotReady
-	case bdev.StatusAborted, bdev.StatusTimeout:
-		return nvme.AbortRequested
-	}
-	return nvme.InternalError
 }
 
 // respond queues the command's response: for a successful read, C2HData
