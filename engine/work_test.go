@@ -76,6 +76,18 @@ func (f *fixture) openFault(t *testing.T, fp *faultPools) *engine.Engine {
 	return e
 }
 
+// faultEngine opens an engine whose pool p is a 64 MiB file under a fault
+// device (returned), closed by the test's cleanup.
+func faultEngine(t *testing.T) (*fixture, *engine.Engine, *fault.Device) {
+	t.Helper()
+	f := newFixture(t)
+	fp := newFaultPools()
+	e := f.openFault(t, fp)
+	t.Cleanup(func() { require.NoError(t, e.Close()) })
+	mustPool(t, e, "p", "fault://"+filepath.Join(f.dir, "p.img")+"?size=64MiB")
+	return f, e, fp.dev("p")
+}
+
 func newFaultPools(rules ...fault.Rule) *faultPools {
 	return &faultPools{devs: map[string]*fault.Device{}, rules: rules}
 }
@@ -127,13 +139,9 @@ func createAsync(ctx context.Context, e *engine.Engine, spec engine.VolumeSpec) 
 // While a new volume's space is cleared, reads and other mutations go on,
 // the volume shows as creating with its progress, and nothing can use it.
 func TestReadsAndMutationsDoNotWaitForZeroing(t *testing.T) {
-	f := newFixture(t)
-	fp := newFaultPools()
-	e := f.openFault(t, fp)
-	t.Cleanup(func() { require.NoError(t, e.Close()) })
-	mustPool(t, e, "p", "fault://"+filepath.Join(f.dir, "p.img")+"?size=64MiB")
+	_, e, pool := faultEngine(t)
 	mustPool(t, e, "q", "malloc:///?size=8MiB")
-	fp.dev("p").Inject(slowUnmaps(300 * time.Millisecond)) // 3 steps of 16 MiB: ~1 s
+	pool.Inject(slowUnmaps(300 * time.Millisecond)) // 3 steps of 16 MiB: ~1 s
 
 	res := createAsync(ctx, e, engine.VolumeSpec{Name: "v", Pool: "p", SizeBytes: 48 << 20})
 	v := waitState(t, e, "v", engine.StateCreating)
@@ -279,12 +287,7 @@ func TestZeroingResumesAfterCrash(t *testing.T) {
 // Deleting a volume still being created stops its work and waits for it:
 // nothing writes into the space once it is free.
 func TestDeleteWhileCreating(t *testing.T) {
-	f := newFixture(t)
-	fp := newFaultPools()
-	e := f.openFault(t, fp)
-	t.Cleanup(func() { require.NoError(t, e.Close()) })
-	mustPool(t, e, "p", "fault://"+filepath.Join(f.dir, "p.img")+"?size=64MiB")
-	pool := fp.dev("p")
+	_, e, pool := faultEngine(t)
 	remove := pool.Inject(fault.Rule{Ops: []bdev.Op{bdev.OpUnmap}, Hang: true})
 	res := createAsync(ctx, e, engine.VolumeSpec{Name: "v", Pool: "p", SizeBytes: 64 << 20})
 	waitState(t, e, "v", engine.StateCreating)
@@ -332,15 +335,11 @@ func TestDeleteWhileCreating(t *testing.T) {
 // A volume growing stays in service at its old size, shows its progress,
 // and has its new size once the new space is clear.
 func TestResizeProgress(t *testing.T) {
-	f := newFixture(t)
-	fp := newFaultPools()
-	e := f.openFault(t, fp)
-	t.Cleanup(func() { require.NoError(t, e.Close()) })
-	mustPool(t, e, "p", "fault://"+filepath.Join(f.dir, "p.img")+"?size=64MiB")
+	_, e, pool := faultEngine(t)
 	mustVolume(t, e, "v", "p", 16<<20)
 	dev, err := e.VolumeDevice("v")
 	require.NoError(t, err)
-	fp.dev("p").Inject(slowUnmaps(200 * time.Millisecond))
+	pool.Inject(slowUnmaps(200 * time.Millisecond))
 
 	res := make(chan error, 1)
 	go func() { _, err := e.ResizeVolume(ctx, "v", 64<<20); res <- err }()
@@ -366,12 +365,7 @@ func TestResizeProgress(t *testing.T) {
 // Work that fails on the device stops short, says so, and resumes when it
 // is asked for again.
 func TestFailedWorkResumes(t *testing.T) {
-	f := newFixture(t)
-	fp := newFaultPools()
-	e := f.openFault(t, fp)
-	t.Cleanup(func() { require.NoError(t, e.Close()) })
-	mustPool(t, e, "p", "fault://"+filepath.Join(f.dir, "p.img")+"?size=64MiB")
-	pool := fp.dev("p")
+	_, e, pool := faultEngine(t)
 	spec := engine.VolumeSpec{Name: "v", Pool: "p", SizeBytes: 32 << 20}
 
 	pool.Inject(fault.Rule{Ops: []bdev.Op{bdev.OpUnmap}, From: 16 << 20 / 4096, To: 32 << 20 / 4096, Fail: bdev.StatusWriteFault, Count: 1})
