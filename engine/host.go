@@ -92,6 +92,10 @@ func (e *Engine) CreateHost(_ context.Context, spec HostSpec) (Host, bool, error
 // DeleteHost forgets a host. A host that a share allows is refused: remove
 // it from the share first (shares are replaced whole).
 func (e *Engine) DeleteHost(_ context.Context, name string) error {
+	// A share being created (its exporter call under shareMu, not mu)
+	// may allow this host: wait for it, so the refusal below sees it.
+	e.shareMu.Lock()
+	defer e.shareMu.Unlock()
 	if err := e.begin(); err != nil {
 		return err
 	}
