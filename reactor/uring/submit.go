@@ -82,7 +82,7 @@ func (r *Ring) submit(waitNr uint32) (int, error) {
 			return submitted, nil
 		}
 		r.stats.Enters++
-		n, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), uintptr(waitNr), uintptr(flags), 0, 0)
+		n, errno := enter(r.fd, toSubmit, waitNr, flags)
 		switch errno {
 		case 0:
 			// A signal can cut the wait short after a successful submit: the
@@ -121,4 +121,19 @@ func (r *Ring) Reap(dst []CQE) int {
 	}
 	atomic.StoreUint32(r.cqHead, head+n)
 	return int(n)
+}
+
+// enter calls io_uring_enter. One that does not wait returns within the
+// time the kernel takes to issue and complete what is ready, and is made
+// raw: the Go scheduler does not see it, so its monitor thread does not
+// take the P away from a reactor that enters on every turn of its spin
+// (waking, on a one-core process, for every one of them). One that waits
+// tells the scheduler, which then lets other goroutines have the P.
+func enter(fd int, toSubmit, waitNr, flags uint32) (uintptr, unix.Errno) {
+	if waitNr == 0 {
+		n, _, errno := unix.RawSyscall6(unix.SYS_IO_URING_ENTER, uintptr(fd), uintptr(toSubmit), 0, uintptr(flags), 0, 0)
+		return n, errno
+	}
+	n, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(fd), uintptr(toSubmit), uintptr(waitNr), uintptr(flags), 0, 0)
+	return n, errno
 }
