@@ -624,12 +624,17 @@ func (q *Queue) fail(err error) {
 	}
 }
 
-// finalizeStopped releases a queue whose reactor stopped under it: the
-// owner stopped the reactor before closing the queue. The receive buffer
-// stays mapped: a RECV the stopping reactor had in flight may still write
-// to it.
+// finalizeStopped releases a queue whose reactor is stopping, or stopped,
+// under it (it took no task to end the queue). A stopping reactor waits
+// for the operations it has in flight: shutting the socket down ends the
+// queue's receive and send at once, so that wait ends; their completions
+// then end the queue on the reactor as a lost connection would. The
+// descriptor is closed only after the shutdown, so nothing can reach a
+// reused one. The receive buffer stays mapped: the receive may still be
+// completing into it.
 func (q *Queue) finalizeStopped() {
 	q.finalizeOnce.Do(func() {
+		unix.Shutdown(q.fd, unix.SHUT_RDWR)
 		unix.Close(q.fd)
 		close(q.done)
 	})
