@@ -25,11 +25,10 @@ import (
 	"github.com/strata-storage/strata/reactor"
 )
 
-// Errors, matched with errors.Is.
-var (
-	ErrClosed    = errors.New("host: queue closed")
-	ErrQueueFull = errors.New("host: queue full")
-)
+// ErrClosed is the error of requests on a closed queue, matched with
+// errors.Is. (A full queue is no error: Start holds what is past its
+// depth.)
+var ErrClosed = errors.New("host: queue closed")
 
 // Config configures a connection.
 type Config struct {
