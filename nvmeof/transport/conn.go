@@ -103,9 +103,6 @@ func (c *Conn) Writes() uint64 { return c.tx.writes.Load() }
 // Push queues o to be written after everything queued before it.
 func (c *Conn) Push(o *Out) { c.tx.push(o) }
 
-// SetConfig changes what may arrive, between PDUs.
-func (c *Conn) SetConfig(cfg pdu.Config) { c.rx.cfg = cfg }
-
 // SocketFD returns a descriptor of tc's socket for a Conn to own. Once the
 // caller closes tc, the socket is out of Go's net package, whose poller
 // would otherwise wake for every segment that arrives, to find no
@@ -133,10 +130,10 @@ const (
 	inDigest
 )
 
-// DirectRecvMin is the data still due for a PDU from which a receive goes
+// directRecvMin is the data still due for a PDU from which a receive goes
 // straight into its destination instead of through the receive buffer
 // and a copy.
-const DirectRecvMin = 16 << 10
+const directRecvMin = 16 << 10
 
 // receiver frames the PDUs of a connection: RECV into the buffer, parse
 // every PDU there, hand each to the handler at once. Large data goes
@@ -195,7 +192,7 @@ func (rx *receiver) post() {
 		return
 	}
 	rx.busy = true
-	if rx.at == inData && rx.dst != nil && rx.head == rx.tail && rx.dataLeft >= DirectRecvMin {
+	if rx.at == inData && rx.dst != nil && rx.head == rx.tail && rx.dataLeft >= directRecvMin {
 		rx.direct = true
 		off := len(rx.dst) - rx.dataLeft
 		// All of it in one completion: the kernel goes on receiving as
