@@ -62,8 +62,7 @@ func TestConformance(t *testing.T) {
 	}, true)
 }
 
-// Stacked: a window of a remote namespace, and requests larger than the
-// remote's transfer limit (split by the device into several commands).
+// Stacked: a window of a remote namespace.
 func TestConformanceStacked(t *testing.T) {
 	bdevtest.Run(t, func(t *testing.T) bdev.Device {
 		_, addr := export(t, ram(t, 64<<20), "127.0.0.1:0")
@@ -91,7 +90,35 @@ func TestNoAllocsPerIO(t *testing.T) {
 	_, addr := export(t, ram(t, 32<<20), "127.0.0.1:0")
 	d := open(t, addr, nvmf.Options{})
 	c := bdevtest.Open(t, d, bdevtest.Reactors(t).Get(0))
-	bdevtest.RequireNoAllocs(t, c, []bdev.Op{bdev.OpWrite, bdev.OpRead, bdev.OpFlush}, 8, 4096, bdevtest.Buffers(t, 4096))
+	bdevtest.RequireNoAllocs(t, c, []bdev.Op{bdev.OpWrite, bdev.OpRead, bdev.OpFlush, bdev.OpWriteZeroes, bdev.OpUnmap},
+		8, 4096, bdevtest.Buffers(t, 4096))
+}
+
+// Requests past what one command carries go as several in turn: a write
+// and a read of 1 MiB through a target whose MDTS is 128 KiB, and a Write
+// Zeroes of more blocks than NLB's 16 bits hold. The target sees the
+// pieces (its device's statistics count them), and the data is whole.
+func TestSplitsPastCommandLimits(t *testing.T) {
+	base := ram(t, 64<<20)
+	_, addr := export(t, base, "127.0.0.1:0")
+	d := open(t, addr, nvmf.Options{})
+	c := bdevtest.Open(t, d, bdevtest.Reactors(t).Get(0))
+	const n = 1 << 20
+	wbuf, rbuf := bdevtest.Buffers(t, n), bdevtest.Buffers(t, n)
+	bdevtest.Fill(wbuf, 9)
+	before := base.Stats()
+	require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpWrite, 100, n/512, wbuf))
+	require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpRead, 100, n/512, rbuf))
+	require.Equal(t, wbuf, rbuf)
+	after := base.Stats()
+	require.Equal(t, uint64(n/(128<<10)), after.WriteOps-before.WriteOps, "eight 128 KiB writes")
+	require.Equal(t, uint64(n/(128<<10)), after.ReadOps-before.ReadOps)
+
+	blocks := uint32(d.Info().Blocks) // 131072: two Write Zeroes of 65536
+	require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpWriteZeroes, 0, blocks, nil))
+	require.Equal(t, uint64(2), base.Stats().ZeroOps-after.ZeroOps)
+	require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpRead, 100, n/512, rbuf))
+	require.Equal(t, make([]byte, n), rbuf, "zeroed")
 }
 
 func TestFromURI(t *testing.T) {
