@@ -205,3 +205,21 @@ func TestOpenRefused(t *testing.T) {
 	_, err = nvmf.Open(ctx, "remote", addr, subNQN, nvmf.Options{})
 	require.ErrorContains(t, err, "connection refused")
 }
+
+// With the target gone for good, a request waits for a queue that never
+// comes, and its timeout ends the wait.
+func TestTimeoutEndsWaitForQueue(t *testing.T) {
+	tg, addr := export(t, ram(t, 32<<20), "127.0.0.1:0")
+	d := open(t, addr, nvmf.Options{Timeout: 300 * time.Millisecond})
+	c := bdevtest.Open(t, d, bdevtest.Reactors(t).Get(0))
+	buf := bdevtest.Buffers(t, 4096)
+	require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpRead, 0, 8, buf))
+	tg.Close()
+	time.Sleep(100 * time.Millisecond) // the queue sees the connection go
+	if st := c.Do(t, bdev.OpRead, 0, 8, buf); st != bdev.StatusTimeout {
+		require.Equal(t, bdev.StatusNotReady, st, "found the queue ending under it")
+	}
+	start := time.Now()
+	require.Equal(t, bdev.StatusTimeout, c.Do(t, bdev.OpRead, 0, 8, buf), "waited for a new queue")
+	require.Less(t, time.Since(start), 5*time.Second)
+}
