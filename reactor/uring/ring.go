@@ -27,8 +27,8 @@ type Options struct {
 	// otherwise the kernel makes it twice Entries.
 	CQEntries uint32
 	// SingleIssuer asks for IORING_SETUP_SINGLE_ISSUER and, where the kernel
-	// has it, DEFER_TASKRUN; otherwise COOP_TASKRUN. The ring must then be
-	// used only from the OS thread that created it.
+	// has it, DEFER_TASKRUN with TASKRUN_FLAG; otherwise COOP_TASKRUN. The
+	// ring must then be used only from the OS thread that created it.
 	SingleIssuer bool
 	// SQPoll asks for a kernel submission thread (IORING_SETUP_SQPOLL) that
 	// idles after SQThreadIdleMs; SQThreadCPU >= 0 pins it.
@@ -76,9 +76,10 @@ type Stats struct {
 }
 
 // New sets up a ring. Flags the kernel rejects with EINVAL are dropped in
-// this order, the least important first: DEFER_TASKRUN (falling back to
-// COOP_TASKRUN), COOP_TASKRUN, SINGLE_ISSUER. SQPOLL is never dropped:
-// asking for it and not getting it is an error.
+// this order, the least important first: TASKRUN_FLAG beside
+// DEFER_TASKRUN, DEFER_TASKRUN (falling back to COOP_TASKRUN),
+// COOP_TASKRUN, SINGLE_ISSUER. SQPOLL is never dropped: asking for it and
+// not getting it is an error.
 func New(o Options) (*Ring, error) {
 	if o.Entries == 0 {
 		return nil, errors.New("uring: Options.Entries must be > 0")
@@ -96,6 +97,7 @@ func New(o Options) (*Ring, error) {
 	}
 	if o.SingleIssuer {
 		tries = append(tries,
+			base|SetupSingleIssuer|SetupDeferTaskrun|SetupTaskrunFlag,
 			base|SetupSingleIssuer|SetupDeferTaskrun,
 			base|SetupSingleIssuer|SetupCoopTaskrun|SetupTaskrunFlag)
 	}

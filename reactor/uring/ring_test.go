@@ -49,6 +49,7 @@ func TestSetupProbesFlagsAndFeatures(t *testing.T) {
 	require.Equal(t, 2*r.SQEntries(), r.CQEntries())
 	require.NotZero(t, r.Flags()&SetupSingleIssuer, "kernel 6.0+ has SINGLE_ISSUER")
 	require.NotZero(t, r.Flags()&SetupDeferTaskrun, "kernel 6.1+ has DEFER_TASKRUN")
+	require.NotZero(t, r.Flags()&SetupTaskrunFlag, "and TASKRUN_FLAG beside it")
 	require.NotZero(t, r.Features()&FeatSingleMmap)
 	require.NotZero(t, r.Features()&FeatNoDrop)
 	require.Contains(t, r.String(), "sq=128")
@@ -432,4 +433,33 @@ func TestSocketOpsWaitOnNonblockingSockets(t *testing.T) {
 	}
 	require.Equal(t, sent, <-got)
 	runtime.KeepAlive(msg)
+}
+
+// Task work deferred by a completion is flagged in the SQ ring, so a ring
+// that spins can enter only when there is work; entering runs it and
+// clears the flag.
+func TestDeferredTaskWorkIsFlagged(t *testing.T) {
+	r := newRing(t, Options{Entries: 8, SingleIssuer: true})
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	buf := make([]byte, 16)
+	sqe := r.GetSQE()
+	sqe.PrepRecv(int32(fds[0]), buf, 0)
+	sqe.UserData = 7
+	_, err = r.Submit() // nothing to receive: the kernel arms a poll
+	require.NoError(t, err)
+	require.False(t, r.NeedsEnter(), "no work before data arrives")
+	_, err = unix.Write(fds[1], []byte("hello"))
+	require.NoError(t, err)
+	require.True(t, r.NeedsEnter(), "the data's task work is flagged")
+	require.Zero(t, r.Ready(), "and waits for an enter")
+	_, err = r.Submit()
+	require.NoError(t, err)
+	require.False(t, r.NeedsEnter())
+	cqes := make([]CQE, 1)
+	require.Equal(t, 1, r.Reap(cqes))
+	require.EqualValues(t, 7, cqes[0].UserData)
+	require.EqualValues(t, 5, cqes[0].Res)
 }

@@ -34,11 +34,13 @@ func (r *Ring) publish() {
 }
 
 // NeedsEnter reports whether the kernel holds completions that only an
-// io_uring_enter with GETEVENTS will post: overflowed CQEs, pending task work
-// (COOP_TASKRUN with TASKRUN_FLAG), or, with DEFER_TASKRUN, any task work at
-// all, which the ring cannot see and so always answers true for.
+// io_uring_enter with GETEVENTS will post: overflowed CQEs, or pending task
+// work, which TASKRUN_FLAG makes the kernel flag in the SQ ring (it sets
+// the flag as work is queued and clears it as it runs it). Without that
+// flag, deferred task work (DEFER_TASKRUN) cannot be seen and the answer
+// is always true: a spinning reactor would enter on every turn.
 func (r *Ring) NeedsEnter() bool {
-	if r.flags&SetupDeferTaskrun != 0 {
+	if r.flags&SetupDeferTaskrun != 0 && r.flags&SetupTaskrunFlag == 0 {
 		return true
 	}
 	return atomic.LoadUint32(r.sqFlags)&(sqCQOverflow|sqTaskrun) != 0
@@ -65,7 +67,10 @@ func (r *Ring) submit(waitNr uint32) (int, error) {
 	for {
 		toSubmit := r.Unsubmitted()
 		var flags uint32
-		if waitNr > 0 || r.NeedsEnter() {
+		// An enter that submits collects too when task work is deferred:
+		// the kernel runs it only when asked, and asking costs nothing more.
+		deferred := r.flags&SetupDeferTaskrun != 0 && toSubmit > 0
+		if waitNr > 0 || deferred || r.NeedsEnter() {
 			flags |= enterGetEvents
 			if atomic.LoadUint32(r.sqFlags)&sqCQOverflow != 0 {
 				r.stats.OverflowFlush++
