@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -361,13 +362,12 @@ func (r *Reactor) Defer(t Task) { r.deferred.push(t) }
 // AddPoller adds p to the loop. Reactor only.
 func (r *Reactor) AddPoller(p Poller) { r.pollers = append(r.pollers, p) }
 
-// RemovePoller removes p from the loop. Reactor only.
+// RemovePoller removes p from the loop. Reactor only; a poller may remove
+// itself (or another) from its Poll: the turn's walk goes on over the list
+// it started with.
 func (r *Reactor) RemovePoller(p Poller) {
-	for i, q := range r.pollers {
-		if q == p {
-			r.pollers = append(r.pollers[:i], r.pollers[i+1:]...)
-			return
-		}
+	if i := slices.Index(r.pollers, p); i >= 0 {
+		r.pollers = slices.Delete(slices.Clone(r.pollers), i, i+1)
 	}
 }
 
@@ -439,6 +439,7 @@ func (r *Reactor) loop() {
 			last = now
 			continue
 		}
+		r.nap()
 		r.sleep()
 		now = time.Now()
 		c.idleNs.Add(uint64(now.Sub(last)))
@@ -498,6 +499,15 @@ func (r *Reactor) poll() int {
 		n += p.Poll()
 	}
 	return n
+}
+
+// nap tells the pollers that need it that the reactor is about to sleep.
+func (r *Reactor) nap() {
+	for _, p := range r.pollers {
+		if n, ok := p.(Napper); ok {
+			n.Nap()
+		}
+	}
 }
 
 func (r *Reactor) pollersBusy() bool {

@@ -443,3 +443,123 @@ func iomemBytes(t *testing.T, n int) []byte {
 	t.Cleanup(func() { m.Unmap() })
 	return m.Bytes()
 }
+
+// recvOp is a socket receive armed with PrepWait, as a connection's is.
+type recvOp struct {
+	fd   int32
+	buf  []byte
+	done chan int32
+}
+
+func (o *recvOp) Run(r *Reactor)               { r.PrepWait(o).PrepRecv(o.fd, o.buf, 0) }
+func (o *recvOp) Complete(res int32, _ uint32) { o.done <- res }
+
+// Receives that complete at once, more of them than the kernel runs task
+// work for in one io_uring_enter (20 on Linux 6.13+), all reach a reactor
+// that spins and never sleeps, which enters the kernel only when the
+// ring's task-work flag says there is work.
+func TestManyReceivesCompleteWhileSpinning(t *testing.T) {
+	g := startGroup(t, []int{-1}, Config{Spin: time.Minute})
+	r := g.Get(0)
+	mem, err := iomem.Map(4096)
+	require.NoError(t, err)
+	t.Cleanup(func() { mem.Unmap() })
+	const n = 64
+	ops := make([]*recvOp, n)
+	peers := make([]int, n)
+	for i := range ops {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		require.NoError(t, err)
+		t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
+		peers[i] = fds[1]
+		ops[i] = &recvOp{fd: int32(fds[0]), buf: mem.Bytes()[i*64 : (i+1)*64], done: make(chan int32, 1)}
+		require.True(t, r.Send(ops[i]))
+	}
+	require.Eventually(t, func() bool {
+		var w int
+		err := r.Call(func(r *Reactor) error { w = r.waiting; return nil })
+		return err == nil && w == n
+	}, 5*time.Second, time.Millisecond, "every receive armed")
+	// The reactor busy in a task while every receive completes: the task
+	// work for all of them is pending at its next turn.
+	written := make(chan struct{})
+	require.True(t, r.Send(TaskFunc(func(*Reactor) { <-written })))
+	for _, p := range peers {
+		_, err := unix.Write(p, []byte("x"))
+		require.NoError(t, err)
+	}
+	close(written)
+	deadline := time.After(5 * time.Second)
+	for i, o := range ops {
+		select {
+		case res := <-o.done:
+			require.EqualValues(t, 1, res)
+		case <-deadline:
+			t.Fatalf("receive %d of %d never completed on a spinning reactor", i, n)
+		}
+	}
+	require.False(t, r.sleeping.Load(), "the reactor spun throughout")
+}
+
+// napPoller counts its polls and naps, and can remove a poller from its
+// Poll.
+type napPoller struct {
+	polls, naps atomic.Int64
+	r           *Reactor
+	remove      atomic.Pointer[napPoller]
+}
+
+func (p *napPoller) Poll() int {
+	p.polls.Add(1)
+	if q := p.remove.Swap(nil); q != nil {
+		p.r.RemovePoller(q)
+	}
+	return 0
+}
+func (p *napPoller) Busy() bool { return false }
+func (p *napPoller) Nap()       { p.naps.Add(1) }
+
+// A Napper hears of every sleep before it, and only then.
+func TestNapperNapsBeforeSleeping(t *testing.T) {
+	g := startGroup(t, []int{-1}, Config{Spin: time.Millisecond})
+	r := g.Get(0)
+	p := &napPoller{r: r}
+	require.NoError(t, r.Call(func(r *Reactor) error { r.AddPoller(p); return nil }))
+	require.Eventually(t, r.sleeping.Load, 5*time.Second, time.Millisecond)
+	naps := p.naps.Load()
+	require.Positive(t, naps)
+	wakes := r.Counters().Wakeups
+	op := &nopOp{done: make(chan int32, 1)}
+	for range 20 {
+		require.True(t, r.Send(op))
+		<-op.done
+		require.Eventually(t, r.sleeping.Load, 5*time.Second, time.Millisecond)
+	}
+	require.GreaterOrEqual(t, uint64(p.naps.Load()-naps), r.Counters().Wakeups-wakes, "a nap before every sleep")
+	require.NoError(t, r.Call(func(r *Reactor) error { r.RemovePoller(p); return nil }))
+}
+
+// A poller removed by another's Poll leaves the others of that turn
+// polled once each.
+func TestPollerRemovedDuringPoll(t *testing.T) {
+	g := startGroup(t, []int{-1}, Config{Spin: time.Minute})
+	r := g.Get(0)
+	a, b, c := &napPoller{r: r}, &napPoller{r: r}, &napPoller{r: r}
+	a.remove.Store(a)
+	require.NoError(t, r.Call(func(r *Reactor) error {
+		r.AddPoller(a)
+		r.AddPoller(b)
+		r.AddPoller(c)
+		return nil
+	}))
+	require.Eventually(t, func() bool { return a.remove.Load() == nil && c.polls.Load() > 100 }, 5*time.Second, time.Millisecond)
+	var bPolls, cPolls int64
+	require.NoError(t, r.Call(func(r *Reactor) error {
+		bPolls, cPolls = b.polls.Load(), c.polls.Load()
+		r.RemovePoller(b)
+		r.RemovePoller(c)
+		return nil
+	}))
+	require.Equal(t, bPolls, cPolls, "b and c polled every turn, once")
+	require.EqualValues(t, 1, a.polls.Load())
+}

@@ -22,6 +22,15 @@ type Poller interface {
 	Busy() bool
 }
 
+// A Napper is a Poller that must prepare a wake-up before the reactor
+// sleeps: a socket polled with system calls while the reactor spins arms
+// an io_uring receive instead, or its data would not wake the reactor.
+// Nap is called on the reactor's thread just before it sleeps.
+type Napper interface {
+	Poller
+	Nap()
+}
+
 // TaskFunc adapts a function to Task. It allocates when converted from a
 // closure: use it on control paths only, never per I/O.
 type TaskFunc func(r *Reactor)
