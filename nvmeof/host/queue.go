@@ -249,6 +249,10 @@ func dialQueue(ctx context.Context, r *reactor.Reactor, addr, subNQN string, qid
 	}
 	// Each slot queues at most its capsule and one H2CData PDU.
 	q.conn = transport.New(r, q.fd, q, rxCfg, q.mem.Bytes(), 2*depth)
+	if qid != 0 {
+		// The admin queue is quiet: its armed RECV costs nothing per turn.
+		q.conn.PollReceive()
+	}
 	if err := r.Post(reactor.TaskFunc(func(*reactor.Reactor) { q.conn.Start(nil) })); err != nil {
 		unix.Close(q.fd)
 		q.mem.Unmap()

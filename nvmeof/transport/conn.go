@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -78,6 +79,16 @@ func New(r *reactor.Reactor, fd int, h Handler, cfg pdu.Config, recvBuf []byte, 
 	c.tx.init(c, maxOuts)
 	return c
 }
+
+// PollReceive makes the Conn receive with non-blocking system calls, once
+// per reactor loop turn, while its reactor spins, and through an io_uring
+// RECV only when the reactor sleeps. An armed RECV costs a poll arming, a
+// wake-up and a run of task work per PDU batch; a load generator or a
+// mirror at queue depth 1 feels that as latency (NVMe/TCP 4 KiB reads at
+// QD 1 p50 +1 us, 128 KiB reads at QD 8 0.8x against a polled read). Each
+// polled Conn costs its reactor a system call per turn, so it suits the
+// few busy connections of a host, not a target's many. Call before Start.
+func (c *Conn) PollReceive() { c.rx.poll = true }
 
 // Start begins receiving, with the bytes a handshake read ahead (copied).
 func (c *Conn) Start(early []byte) { c.rx.start(early) }
@@ -147,6 +158,8 @@ type receiver struct {
 	direct     bool // ...into dst
 	stopped    bool
 	retry      recvRetry
+	poll       bool // receive with system calls while the reactor spins
+	polling    bool // ...and Poll is waiting for data: no RECV in flight
 
 	// The PDU being received.
 	at       uint8
@@ -160,7 +173,7 @@ type receiver struct {
 // recvRetry posts a RECV the reactor had no operation slot for.
 type recvRetry struct{ rx *receiver }
 
-func (t *recvRetry) Run(*reactor.Reactor) { t.rx.post() }
+func (t *recvRetry) Run(*reactor.Reactor) { t.rx.postRing() }
 
 func (rx *receiver) init(c *Conn, cfg pdu.Config, buf []byte) {
 	rx.c, rx.cfg, rx.buf, rx.retry.rx = c, cfg, buf, rx
@@ -168,13 +181,19 @@ func (rx *receiver) init(c *Conn, cfg pdu.Config, buf []byte) {
 
 func (rx *receiver) start(early []byte) {
 	rx.tail = copy(rx.buf, early)
+	if rx.poll {
+		rx.c.r.AddPoller(rx)
+	}
 	if rx.parse() {
 		rx.post()
 	}
 }
 
 func (rx *receiver) stop() {
-	rx.stopped = true
+	if rx.poll && !rx.stopped {
+		rx.c.r.RemovePoller(rx)
+	}
+	rx.stopped, rx.polling = true, false
 	if rx.busy {
 		unix.Shutdown(rx.c.fd, unix.SHUT_RD)
 	}
@@ -183,16 +202,68 @@ func (rx *receiver) stop() {
 // post issues the next RECV: into the destination when a large part of
 // the data is still due and nothing is buffered, else into buf.
 func (rx *receiver) post() {
-	if rx.stopped || rx.busy {
+	if rx.stopped || rx.busy || rx.polling {
 		return
 	}
+	if rx.poll {
+		rx.polling = true
+		return
+	}
+	rx.postRing()
+}
+
+// wantDirect says whether the next receive goes straight into the
+// destination: a large part of the data is still due and nothing is
+// buffered.
+func (rx *receiver) wantDirect() bool {
+	return rx.at == inData && rx.dst != nil && rx.head == rx.tail && rx.dataLeft >= directRecvMin
+}
+
+// Poll receives what has arrived, without waiting, while the reactor spins.
+func (rx *receiver) Poll() int {
+	if !rx.polling {
+		return 0
+	}
+	var b []byte
+	direct := rx.wantDirect()
+	if direct {
+		b = rx.dst[len(rx.dst)-rx.dataLeft:]
+	} else {
+		b = rx.space()
+	}
+	n, errno := recvNow(rx.c.fd, b)
+	if errno == unix.EAGAIN || errno == unix.EINTR {
+		return 0
+	}
+	rx.polling = false
+	rx.direct = direct
+	if errno != 0 {
+		n = -int(errno)
+	}
+	rx.received(int32(n))
+	return 1
+}
+
+// Busy is false: a polled socket does not keep the reactor awake.
+func (rx *receiver) Busy() bool { return false }
+
+// Nap arms a RECV for the data that would otherwise find the reactor
+// asleep.
+func (rx *receiver) Nap() {
+	if rx.polling {
+		rx.polling = false
+		rx.postRing()
+	}
+}
+
+func (rx *receiver) postRing() {
 	sqe := rx.c.r.PrepWait(rx)
 	if sqe == nil { // every operation slot of the reactor is busy: next loop
 		rx.c.r.Defer(&rx.retry)
 		return
 	}
 	rx.busy = true
-	if rx.at == inData && rx.dst != nil && rx.head == rx.tail && rx.dataLeft >= directRecvMin {
+	if rx.wantDirect() {
 		rx.direct = true
 		off := len(rx.dst) - rx.dataLeft
 		// All of it in one completion: the kernel goes on receiving as
@@ -221,11 +292,17 @@ func (rx *receiver) space() []byte {
 // Complete handles a RECV's completion.
 func (rx *receiver) Complete(res int32, _ uint32) {
 	rx.busy = false
+	if rx.stopped {
+		rx.c.h.Idle()
+		return
+	}
+	rx.received(res)
+}
+
+// received handles a receive's result.
+func (rx *receiver) received(res int32) {
 	h := rx.c.h
 	switch {
-	case rx.stopped:
-		h.Idle()
-		return
 	case res == 0:
 		h.End(io.EOF)
 		return
@@ -357,4 +434,12 @@ func (rx *receiver) header(h pdu.Header) bool {
 func (rx *receiver) finish(digestOK bool) bool {
 	rx.at, rx.dst = inHeader, nil
 	return rx.c.h.Received(digestOK)
+}
+
+// recvNow receives into b without waiting: a raw system call, like the
+// reactor's own non-waiting io_uring_enter, so the Go scheduler's monitor
+// leaves a spinning reactor its P.
+func recvNow(fd int, b []byte) (int, unix.Errno) {
+	n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), unix.MSG_DONTWAIT, 0, 0)
+	return int(n), errno
 }

@@ -51,16 +51,46 @@ func (h *recorder) Sent(o *transport.Out, written bool) {
 func (h *recorder) End(err error) { h.events <- event{kind: "end", err: err} }
 func (h *recorder) Idle()         {}
 
+// receiveMode is how a Conn under test receives.
+type receiveMode struct {
+	name string
+	poll bool          // PollReceive
+	spin time.Duration // the reactor's spin: -1 sleeps (and so naps) whenever idle
+}
+
+// receiveModes are the ways a Conn receives: RECVs on the ring; polled
+// while a reactor spins for ever; polled but handing over to a RECV
+// whenever the reactor, which never spins, goes to sleep.
+var receiveModes = []receiveMode{
+	{name: "ring"},
+	{name: "polled", poll: true, spin: time.Minute},
+	{name: "napping", poll: true, spin: -1},
+}
+
+// forEachMode runs f as a subtest in every receive mode.
+func forEachMode(t *testing.T, f func(t *testing.T, m receiveMode)) {
+	for _, m := range receiveModes {
+		t.Run(m.name, func(t *testing.T) { f(t, m) })
+	}
+}
+
 // pair starts a Conn on one end of a socket pair, on a reactor of its
 // own, and returns it with the other end.
-func pair(t *testing.T, cfg pdu.Config) (*transport.Conn, *recorder, *reactor.Reactor, *os.File) {
+func pair(t *testing.T, cfg pdu.Config, modes ...receiveMode) (*transport.Conn, *recorder, *reactor.Reactor, *os.File) {
 	t.Helper()
+	m := receiveModes[0]
+	if len(modes) > 0 {
+		m = modes[0]
+	}
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	require.NoError(t, err)
-	r, err := reactor.Start(reactor.Config{Core: -1})
+	r, err := reactor.Start(reactor.Config{Core: -1, Spin: m.spin})
 	require.NoError(t, err)
 	h := &recorder{events: make(chan event, 64)}
 	c := transport.New(r, fds[0], h, cfg, make([]byte, 4096), 8)
+	if m.poll {
+		c.PollReceive()
+	}
 	peer := os.NewFile(uintptr(fds[1]), "peer")
 	t.Cleanup(func() {
 		peer.Close() // ends a receive in flight, which Stop waits for
@@ -131,9 +161,11 @@ func TestLastEndsOutput(t *testing.T) {
 
 // PDUs arrive cut anywhere and are framed whole: each header once, its
 // data into the handler's buffer, its data digest checked.
-func TestReceiveFramesCutAnywhere(t *testing.T) {
+func TestReceiveFramesCutAnywhere(t *testing.T) { forEachMode(t, testReceiveFramesCutAnywhere) }
+
+func testReceiveFramesCutAnywhere(t *testing.T, m receiveMode) {
 	cfg := pdu.Config{HeaderDigest: true, DataDigest: true, MaxData: 1 << 20}
-	c, h, r, peer := pair(t, cfg)
+	c, h, r, peer := pair(t, cfg, m)
 	on(t, r, func() { c.Start(nil) })
 
 	data := bytes.Repeat([]byte("0123456789abcdef"), 2048) // 32 KiB: past the direct receive
@@ -180,8 +212,10 @@ func TestReceiveFramesCutAnywhere(t *testing.T) {
 }
 
 // A malformed header ends the connection with the framer's fatal error.
-func TestMalformedHeaderEnds(t *testing.T) {
-	c, h, r, peer := pair(t, pdu.Config{Accept: func(pdu.Type) bool { return false }})
+func TestMalformedHeaderEnds(t *testing.T) { forEachMode(t, testMalformedHeaderEnds) }
+
+func testMalformedHeaderEnds(t *testing.T, m receiveMode) {
+	c, h, r, peer := pair(t, pdu.Config{Accept: func(pdu.Type) bool { return false }}, m)
 	on(t, r, func() { c.Start(nil) })
 	hdr := make([]byte, pdu.CapsuleRespHLen)
 	pdu.EncodeCapsuleResp(hdr, false)
@@ -190,4 +224,32 @@ func TestMalformedHeaderEnds(t *testing.T) {
 	ev := next(t, h)
 	require.Equal(t, "end", ev.kind)
 	require.ErrorIs(t, ev.err, pdu.ErrFatal)
+}
+
+// A stopped Conn receives nothing more and, once its receive (if any) is
+// back, is idle: a polled one is no longer polled.
+func TestStopEndsReceiving(t *testing.T) { forEachMode(t, testStopEndsReceiving) }
+
+func testStopEndsReceiving(t *testing.T, m receiveMode) {
+	c, h, r, peer := pair(t, pdu.Config{}, m)
+	on(t, r, func() { c.Start(nil) })
+	resp := make([]byte, pdu.CapsuleRespHLen)
+	pdu.EncodeCapsuleResp(resp, false)
+	_, err := peer.Write(resp)
+	require.NoError(t, err)
+	require.Equal(t, "header", next(t, h).kind)
+	require.Equal(t, "received", next(t, h).kind)
+
+	on(t, r, func() { c.Stop() })
+	require.Eventually(t, func() bool {
+		var idle bool
+		on(t, r, func() { idle = c.Idle() })
+		return idle
+	}, 5*time.Second, time.Millisecond)
+	peer.Write(resp) // fails where Stop shut the socket's read side
+	select {
+	case ev := <-h.events:
+		t.Fatalf("a stopped Conn reported %+v", ev)
+	case <-time.After(50 * time.Millisecond):
+	}
 }
