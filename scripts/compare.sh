@@ -111,3 +111,4 @@ want target && for w in "randread 4KiB 1 1" "randread 4KiB 32 1" "read 128KiB 8 
 	set -- $w
 	row "target alone (old perf): null $1 $2 qd$3x$4" old_perf null "$@"
 done
+exit 0
