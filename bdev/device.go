@@ -159,7 +159,7 @@ func (c *Channel) Reactor() *reactor.Reactor { return c.r }
 // the order submitted) when I/O resumes. Reactor only.
 func (c *Channel) Submit(req *Request) {
 	req.ch = c
-	req.Status, req.Errno = StatusOK, 0
+	req.Status, req.Errno, req.endNs = StatusOK, 0, 0
 	if c.hold {
 		c.held.Push(req)
 		c.nheld++
@@ -232,7 +232,10 @@ func (c *Channel) finish(req *Request) {
 	if c.aborter != nil {
 		c.untrack(req)
 	}
-	c.stats.record(req, c.info.BlockSize, nowNs()-req.startNs)
+	if req.endNs == 0 { // the bottom of the stack, or a request a layer ends itself
+		req.endNs = nowNs()
+	}
+	c.stats.record(req, c.info.BlockSize, req.endNs-req.startNs)
 	c.inflight--
 	if c.inflight == 0 && c.drained != nil {
 		d := c.drained

@@ -54,8 +54,10 @@ type Request struct {
 	Status Status
 	Errno  int32 // the system error behind Status, when there is one
 
-	ch      *Channel
-	startNs int64
+	ch *Channel
+	// The clock readings of a stack: the root's start, shared by its
+	// children, and the end of the child that finished its parent last.
+	startNs, endNs int64
 	// Next links requests in backend queues (a backend's to use while it
 	// owns the request).
 	Next *Request
@@ -155,7 +157,7 @@ func (q *RequestQueue) Remove(req *Request) bool {
 //
 // Children are submitted to the channels below with Channel.Submit; they
 // skip the validation their parent passed (the layer answers for their
-// spans) and share its clock reading. Reactor-owned, like the channel.
+// spans) and share its clock readings. Reactor-owned, like the channel.
 type Children struct {
 	free []*Request
 	done func(*Request)
@@ -195,6 +197,7 @@ func (cs *Children) childDone(c *Request) {
 	c.parent, c.Buf = nil, nil // the buffer is the parent's caller's
 	cs.free = append(cs.free, c)
 	if p.pending--; p.pending == 0 {
+		p.endNs = c.endNs // one clock reading per stack at either end
 		p.ch.finish(p)
 	}
 }

@@ -183,6 +183,11 @@ func TestManyInFlight(t *testing.T) {
 	s := d.Stats()
 	require.Equal(t, uint64(n), s.WriteOps)
 	require.Equal(t, uint64(n), b.Stats().WriteOps, "the base saw each write once")
+	// The stack reads the clock once at each end: the part's latencies are
+	// its base's.
+	require.Equal(t, b.Stats().WriteLatencyNs, s.WriteLatencyNs)
+	require.Equal(t, b.Stats().ReadLatencyNs, s.ReadLatencyNs)
+	require.Equal(t, b.Stats().ReadLatency, s.ReadLatency)
 }
 
 func TestCloseWithOpenChannel(t *testing.T) {
