@@ -55,3 +55,22 @@ func FuzzCommand(f *testing.F) {
 		}
 	})
 }
+
+// FuzzChangedNamespaces: the host parses a log page from the network; the
+// IDs it returns are the page's own, non-zero, at most 1024.
+func FuzzChangedNamespaces(f *testing.F) {
+	f.Add([]byte{1, 0, 0, 0, 2, 0, 0, 0})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
+	f.Add(make([]byte, 3))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		ids := ChangedNamespaces(in)
+		if len(ids) > ChangedNSListSize/4 || 4*len(ids) > len(in) {
+			t.Fatalf("%d IDs from %d bytes", len(ids), len(in))
+		}
+		for _, id := range ids {
+			if id == 0 {
+				t.Fatal("a zero ID")
+			}
+		}
+	})
+}

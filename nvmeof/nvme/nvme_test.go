@@ -186,3 +186,34 @@ func TestDiscoveryLogRoundTrip(t *testing.T) {
 	_, _, err = DecodeDiscoveryLog(b[:1500])
 	require.Error(t, err)
 }
+
+func TestChangedNamespaces(t *testing.T) {
+	page := func(ids ...uint32) []byte {
+		b := make([]byte, ChangedNSListSize)
+		for i, id := range ids {
+			binary.LittleEndian.PutUint32(b[4*i:], id)
+		}
+		return b
+	}
+	full := make([]uint32, 1024)
+	for i := range full {
+		full[i] = uint32(i + 1)
+	}
+	for _, tc := range []struct {
+		name string
+		page []byte
+		want []uint32
+	}{
+		{"none", page(), []uint32{}},
+		{"two", page(1, 7), []uint32{1, 7}},
+		{"stops at the first zero", page(3, 0, 9), []uint32{3}},
+		{"all 1024 entries", page(full...), full},
+		{"overflow", page(0xffffffff, 5), nil},
+		{"short page", page(4, 2)[:6], []uint32{4}},
+		{"empty page", nil, []uint32{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, ChangedNamespaces(tc.page))
+		})
+	}
+}
