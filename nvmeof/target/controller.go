@@ -281,12 +281,18 @@ func (c *Controller) namespaceChanged(nsid uint32) {
 		}
 	}
 	c.mu.Unlock()
-	c.raiseEvent(nvme.AsyncEventNotice, nvme.AsyncEventNSAttrChanged, nvme.LogChangedNSList)
+	c.raiseEvent(nsChangedEvent)
 }
 
-// raiseEvent completes a pending AER with the event, unless events of this
-// kind are masked (not enabled, or one is outstanding until its log is read).
-func (c *Controller) raiseEvent(typ, info, logPage uint8) {
+// nsChangedEvent is the completion DW0 of a Namespace Attribute Changed
+// notice: its type, its information and the log page that names the
+// namespaces (NVMe Base 2.0, Figure 150).
+const nsChangedEvent = uint32(nvme.AsyncEventNotice) | uint32(nvme.AsyncEventNSAttrChanged)<<8 | uint32(nvme.LogChangedNSList)<<16
+
+// raiseEvent completes a pending AER with the event (its DW0), unless
+// events of this kind are masked (not enabled, or one is outstanding until
+// its log is read); an event that finds no AER waits for the next.
+func (c *Controller) raiseEvent(dw0 uint32) {
 	c.mu.Lock()
 	enabled := c.aenConfig&(1<<8) != 0 // Namespace Attribute Notices
 	if !enabled || c.aenMasked || len(c.aers) == 0 || c.admin == nil {
@@ -298,17 +304,24 @@ func (c *Controller) raiseEvent(typ, info, logPage uint8) {
 	c.aenMasked = true
 	admin := c.admin
 	c.mu.Unlock()
-	dw0 := uint32(typ) | uint32(info)<<8 | uint32(logPage)<<16
 	if err := admin.respond(cid, nil, dw0, 0, nvme.Success); err != nil {
 		admin.log.Warn("send asynchronous event", "err", err)
 	}
 }
 
+// asyncEventRequest holds an AER until an event, or answers it at once
+// with one that found none outstanding: the controller retains an event
+// until it can report it (NVMe Base 2.0, 5.2).
 func (c *Controller) asyncEventRequest(cmd nvme.Command) adminResult {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.aers) >= maxAERs {
 		return fail(nvme.AsyncEventLimit)
+	}
+	retained := len(c.changedNS) > 0 || c.changedOver
+	if retained && c.aenConfig&(1<<8) != 0 && !c.aenMasked {
+		c.aenMasked = true
+		return adminResult{dw0: nsChangedEvent}
 	}
 	c.aers = append(c.aers, cmd.CID())
 	return adminResult{held: true}

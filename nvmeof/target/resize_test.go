@@ -115,3 +115,38 @@ func TestResizeDuringShutdownFlushes(t *testing.T) {
 	stop.Store(true)
 	wg.Wait()
 }
+
+// An event that finds no Asynchronous Event Request outstanding is kept
+// and answers the next one at once (NVMe Base 2.0, 5.2); once its log is
+// read, the next request waits for a new event.
+func TestEventRetainedUntilAnAER(t *testing.T) {
+	f, vol := windowFixture(t, newRAM(t, 64<<20), 16<<10)
+	c := connect(t, f, host.Config{})
+	enableNamespaceEvents(t, c)
+	require.NoError(t, vol.Resize(ctx(t), 32<<10))
+	aer := submitAER(c)
+	select {
+	case <-aer.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the resize before any AER was not reported")
+	}
+	require.True(t, aer.req.Status.OK())
+	require.EqualValues(t, nvme.AsyncEventNotice, aer.req.DW0&7)
+	require.EqualValues(t, nvme.LogChangedNSList, aer.req.DW0>>16&0xff)
+	log, err := c.Admin().GetLogPage(ctx(t), nvme.LogChangedNSList, nvme.ChangedNSListSize, 0)
+	require.NoError(t, err)
+	require.Equal(t, []uint32{1}, nvme.ChangedNamespaces(log))
+
+	next := submitAER(c)
+	select {
+	case <-next.done:
+		t.Fatalf("an AER answered with no new event: %#x", next.req.DW0)
+	case <-time.After(100 * time.Millisecond):
+	}
+	require.NoError(t, vol.Resize(ctx(t), 48<<10))
+	select {
+	case <-next.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the second resize was not reported")
+	}
+}
