@@ -17,6 +17,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -56,6 +57,35 @@ type Config struct {
 	// for load generators on a core of their own, as SPDK's perf polls.
 	// Given Reactors keep their own settings.
 	BusyPoll time.Duration
+	// AsyncEvents, when set, hears the controller's asynchronous events:
+	// each association enables Namespace Attribute Notices and keeps an
+	// Asynchronous Event Request outstanding, reads the log page an event
+	// names (which lets the controller report the next one) and calls
+	// AsyncEvents, one event at a time, on a goroutine of its own. It must
+	// not block: hand the event on. Events that happen while no
+	// association is up are lost; a caller that cares looks again after a
+	// Reconnect.
+	AsyncEvents func(AsyncEvent)
+}
+
+// AsyncEvent is one asynchronous event of a controller (NVMe Base 2.0,
+// 5.2: the completion of an Asynchronous Event Request).
+type AsyncEvent struct {
+	Type, Info, LogPage uint8
+	// ChangedNamespaces lists the namespaces a Namespace Attribute Changed
+	// notice is about, from the Changed Namespace List log; nil when the
+	// list overflowed (any namespace may have changed) or could not be
+	// read.
+	ChangedNamespaces []uint32
+}
+
+// NamespaceChanged reports whether the event says namespace nsid's
+// attributes (its size among them) may have changed.
+func (e AsyncEvent) NamespaceChanged(nsid uint32) bool {
+	if e.Type != nvme.AsyncEventNotice || e.Info != nvme.AsyncEventNSAttrChanged {
+		return false
+	}
+	return e.ChangedNamespaces == nil || slices.Contains(e.ChangedNamespaces, nsid)
 }
 
 func (c *Config) setDefaults() {
@@ -101,6 +131,9 @@ type session struct {
 
 	stopKA chan struct{}
 	kaDone sync.WaitGroup
+
+	aer    Request        // the outstanding Asynchronous Event Request
+	events sync.WaitGroup // the event being handled
 }
 
 // Connect connects to subsystem subNQN at addr ("host:port"): admin queue,
@@ -181,7 +214,65 @@ func (c *Controller) dial(ctx context.Context) (*session, error) {
 		s.ioqs = append(s.ioqs, q)
 	}
 	s.startKeepAlive()
+	if err := s.startEvents(ctx); err != nil {
+		s.close()
+		return nil, err
+	}
 	return s, nil
+}
+
+// eventLogTimeout bounds reading the log page an event names.
+const eventLogTimeout = 10 * time.Second
+
+// startEvents enables Namespace Attribute Notices and posts the first
+// Asynchronous Event Request, when the caller listens for events.
+func (s *session) startEvents(ctx context.Context) error {
+	if s.cfg.AsyncEvents == nil {
+		return nil
+	}
+	cmd := newCommand(nvme.AdminSetFeatures)
+	cmd.SetCDW(10, nvme.FeatAsyncEventConfig)
+	cmd.SetCDW(11, 1<<8) // Namespace Attribute Notices
+	if _, err := s.admin.Exec(ctx, cmd, nil, false); err != nil {
+		return fmt.Errorf("host: enable asynchronous events: %w", err)
+	}
+	s.aer.Callback = s.eventArrived
+	s.postAER()
+	return nil
+}
+
+func (s *session) postAER() {
+	s.aer.SetCommand(newCommand(nvme.AdminAsyncEvent), nil, false)
+	s.admin.Submit(&s.aer)
+}
+
+// eventArrived is the AER's callback, on the admin queue's reactor: the
+// event is handled off it, since reading its log page waits.
+func (s *session) eventArrived(req *Request) {
+	if req.Err != nil || !req.Status.OK() {
+		return // the association ended, or the controller took no AER
+	}
+	dw0 := req.DW0
+	s.events.Add(1)
+	go s.handleEvent(dw0)
+}
+
+func (s *session) handleEvent(dw0 uint32) {
+	defer s.events.Done()
+	ev := AsyncEvent{Type: uint8(dw0 & 7), Info: uint8(dw0 >> 8), LogPage: uint8(dw0 >> 16)}
+	if ev.LogPage != 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), eventLogTimeout)
+		b, err := s.admin.GetLogPage(ctx, ev.LogPage, nvme.ChangedNSListSize, 0)
+		cancel()
+		if err != nil {
+			return // the admin queue is gone with the association
+		}
+		if ev.LogPage == nvme.LogChangedNSList {
+			ev.ChangedNamespaces = nvme.ChangedNamespaces(b)
+		}
+	}
+	s.cfg.AsyncEvents(ev)
+	s.postAER()
 }
 
 // Reconnect replaces the controller's queues with new connections, with
@@ -400,6 +491,7 @@ func (s *session) close() error {
 		cancel()
 		errs = append(errs, s.admin.Close())
 	}
+	s.events.Wait() // no event is told once the association is closed
 	return errors.Join(errs...)
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/strata-storage/strata/bdev"
 	"github.com/strata-storage/strata/bdev/malloc"
+	"github.com/strata-storage/strata/bdev/part"
 	"github.com/strata-storage/strata/nvmeof/host"
 	"github.com/strata-storage/strata/nvmeof/target"
 	"github.com/strata-storage/strata/reactor"
@@ -229,5 +230,53 @@ func TestStartBeyondDepthOnReactor(t *testing.T) {
 	})
 	for i := range bufs {
 		require.Equal(t, bytes.Repeat([]byte{byte(i + 1)}, 4096), bufs[i], "block %d", i)
+	}
+}
+
+// A host that listens for asynchronous events hears each resize of a
+// namespace, with the namespaces the change list names, before and after
+// a reconnect; the events after the first prove it read the log (the
+// target masks further notices until then) and asked again.
+func TestAsyncEventsFollowResizes(t *testing.T) {
+	g, base := fixture(t)
+	vol, err := part.New("vol", base, 0, 1024, bdev.UUID{1})
+	require.NoError(t, err)
+	t.Cleanup(func() { vol.Close() })
+	tg, addr := serve(t, g, vol, "127.0.0.1:0")
+	events := make(chan host.AsyncEvent, 8)
+	c, err := host.Connect(ctx(t), addr, subNQN, host.Config{AsyncEvents: func(ev host.AsyncEvent) { events <- ev }})
+	require.NoError(t, err)
+	defer c.Close()
+	next := func() host.AsyncEvent {
+		t.Helper()
+		select {
+		case ev := <-events:
+			return ev
+		case <-time.After(10 * time.Second):
+			t.Fatal("no asynchronous event")
+			return host.AsyncEvent{}
+		}
+	}
+	for _, blocks := range []uint64{2048, 4096} {
+		require.NoError(t, vol.Resize(ctx(t), blocks))
+		ev := next()
+		require.Equal(t, []uint32{1}, ev.ChangedNamespaces)
+		require.True(t, ev.NamespaceChanged(1))
+		require.False(t, ev.NamespaceChanged(2))
+		ns, err := c.Namespace(ctx(t), 1)
+		require.NoError(t, err)
+		require.Equal(t, blocks, ns.Blocks())
+	}
+
+	require.NoError(t, tg.Close())
+	require.Eventually(t, func() bool { return c.Admin().Err() != nil }, 5*time.Second, 10*time.Millisecond)
+	serve(t, g, vol, addr)
+	require.NoError(t, c.Reconnect(ctx(t)))
+	require.NoError(t, vol.Resize(ctx(t), 8192))
+	require.True(t, next().NamespaceChanged(1), "the new association listens too")
+	select {
+	case ev := <-events:
+		t.Fatalf("an event nothing caused: %+v", ev)
+	case <-time.After(50 * time.Millisecond):
 	}
 }
