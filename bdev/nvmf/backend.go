@@ -35,6 +35,18 @@ type backend struct {
 	free    []*cmd
 	closed  bool
 	stop    atomic.Bool // Close was called: a connect in progress gives up
+	faulted faultTask   // the device is faulted: fail what waits
+}
+
+// faultTask fails a faulted device's waiting requests on the channel's
+// reactor.
+type faultTask struct{ b *backend }
+
+func (t *faultTask) Run(*reactor.Reactor) {
+	b := t.b
+	for req := b.waiting.Pop(); req != nil; req = b.waiting.Pop() {
+		req.Complete(bdev.StatusNotReady)
+	}
 }
 
 // cmd carries one bdev request to the queue, as one host command or, past
@@ -54,6 +66,7 @@ type cmd struct {
 
 func newBackend(d *Device, r *reactor.Reactor, qid uint16) *backend {
 	b := &backend{d: d, r: r, qid: qid, bs: uint64(d.Info().BlockSize), cmds: make([]cmd, d.opts.QueueDepth)}
+	b.faulted.b = b
 	for i := range b.cmds {
 		c := &b.cmds[i]
 		c.b = b
@@ -65,10 +78,15 @@ func newBackend(d *Device, r *reactor.Reactor, qid uint16) *backend {
 }
 
 // connect connects the channel's queue, again and again with a backoff
-// until it works or the channel closes, and hands it to the reactor.
+// until it works, the channel closes or the device faults, and hands it to
+// the reactor.
 func (b *backend) connect() {
 	delay := reconnectMin
 	for !b.stop.Load() {
+		if b.d.Err() != nil {
+			b.r.Post(&b.faulted) // what waited for this queue
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
 		q, err := b.d.connectQueue(ctx, b.r, b.qid)
 		cancel()
@@ -103,6 +121,11 @@ func (b *backend) lost(q *host.Queue) {
 }
 
 func (b *backend) Submit(req *bdev.Request) {
+	if b.d.faultErr.Load() != nil {
+		req.Status = bdev.StatusNotReady
+		b.r.Defer(req) // never complete inside Submit
+		return
+	}
 	if b.q != nil && b.q.Ended() {
 		b.lost(b.q)
 	}

@@ -13,7 +13,15 @@
 // io_timeout): on expiry the queue is reset and the request finishes
 // StatusTimeout. Requests whose outcome the connection took with it
 // finish StatusNotReady: a write's fate is then unknown, which is what a
-// replicating layer above must be told.
+// replicating layer above must be told. A device that cannot reconnect
+// for its loss timeout (loss=, 10 minutes by default, as Linux's
+// ctrl_loss_tmo), or whose namespace goes away, is faulted: it raises
+// bdev.EventFaulted and fails every request, waiting or new, with
+// StatusNotReady, for good.
+//
+// The device follows its namespace's size: the controller's Namespace
+// Attribute Changed events, and a look after every reconnect, quiesce
+// the device, take the new size and raise bdev.EventResized.
 package nvmf
 
 import (
@@ -24,6 +32,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/strata-storage/strata/bdev"
@@ -37,10 +46,11 @@ const Scheme = "nvmf"
 
 // Defaults of the URI's options.
 const (
-	DefaultTimeout    = 30 * time.Second
-	DefaultQueueDepth = 128
-	connectTimeout    = 10 * time.Second
-	keepAlive         = 10 * time.Second
+	DefaultTimeout     = 30 * time.Second
+	DefaultLossTimeout = 10 * time.Minute
+	DefaultQueueDepth  = 128
+	connectTimeout     = 10 * time.Second
+	keepAlive          = 10 * time.Second
 	// maxQueues is how many I/O queues the device asks for: one per
 	// reactor that opens a channel.
 	maxQueues = 64
@@ -48,10 +58,11 @@ const (
 
 // Options configures Open.
 type Options struct {
-	NSID       uint32
-	Timeout    time.Duration // per request; 0: DefaultTimeout
-	QueueDepth int           // per channel; 0: DefaultQueueDepth
-	HostNQN    string        // "": one made from a random host ID
+	NSID        uint32
+	Timeout     time.Duration // per request; 0: DefaultTimeout
+	LossTimeout time.Duration // without a connection, then faulted; 0: DefaultLossTimeout
+	QueueDepth  int           // per channel; 0: DefaultQueueDepth
+	HostNQN     string        // "": one made from a random host ID
 }
 
 // Device is a remote namespace.
@@ -62,16 +73,23 @@ type Device struct {
 	ctrl         *host.Controller
 	maxBlocks    uint32 // per Read or Write command (MDTS)
 
-	mu     sync.Mutex
-	qids   map[uint16]bool // I/O queue IDs in use by channels
-	closed bool
+	mu        sync.Mutex
+	backends  map[uint16]*backend // the channels', by I/O queue ID
+	closed    bool
+	downSince time.Time // the first failed connect since the last that worked
 
 	// reconnect serializes bringing the controller back: the channels'
 	// queues find it gone together.
 	reconnect sync.Mutex
+
+	faultErr  atomic.Pointer[error] // why the device is faulted; nil: it is not
+	sizeCheck chan struct{}         // a look at the namespace's size is due
+	watchCtx  context.Context       // the watcher's, ended by Close
+	endWatch  context.CancelFunc
+	watcher   sync.WaitGroup
 }
 
-// FromURI opens nvmf://HOST:PORT/SUBNQN?ns=N&timeout=D&depth=N&hostnqn=NQN.
+// FromURI opens nvmf://HOST:PORT/SUBNQN?ns=N&timeout=D&loss=D&depth=N&hostnqn=NQN.
 func FromURI(name string, u *url.URL) (bdev.Device, error) {
 	opts := Options{NSID: 1}
 	q := u.Query()
@@ -84,12 +102,16 @@ func FromURI(name string, u *url.URL) (bdev.Device, error) {
 				return nil, fmt.Errorf("%w: ns=%q: want a namespace ID from 1", bdev.ErrBadURI, v)
 			}
 			opts.NSID = uint32(n)
-		case "timeout":
+		case "timeout", "loss":
 			d, err := time.ParseDuration(v)
 			if err != nil || d <= 0 {
-				return nil, fmt.Errorf("%w: timeout=%q: want a positive duration (30s)", bdev.ErrBadURI, v)
+				return nil, fmt.Errorf("%w: %s=%q: want a positive duration (30s)", bdev.ErrBadURI, k, v)
 			}
-			opts.Timeout = d
+			if k == "timeout" {
+				opts.Timeout = d
+			} else {
+				opts.LossTimeout = d
+			}
 		case "depth":
 			n, err := strconv.ParseUint(v, 10, 16)
 			if err != nil || n < 2 {
@@ -102,7 +124,7 @@ func FromURI(name string, u *url.URL) (bdev.Device, error) {
 			}
 			opts.HostNQN = v
 		default:
-			return nil, fmt.Errorf("%w: unknown option %q (want ns, timeout, depth, hostnqn)", bdev.ErrBadURI, k)
+			return nil, fmt.Errorf("%w: unknown option %q (want ns, timeout, loss, depth, hostnqn)", bdev.ErrBadURI, k)
 		}
 	}
 	if _, _, err := net.SplitHostPort(u.Host); err != nil {
@@ -129,11 +151,20 @@ func Open(ctx context.Context, name, addr, subNQN string, opts Options) (*Device
 	if opts.Timeout == 0 {
 		opts.Timeout = DefaultTimeout
 	}
+	if opts.LossTimeout == 0 {
+		opts.LossTimeout = DefaultLossTimeout
+	}
 	if opts.QueueDepth == 0 {
 		opts.QueueDepth = DefaultQueueDepth
 	}
+	sizeCheck := make(chan struct{}, 1)
 	ctrl, err := host.Connect(ctx, addr, subNQN, host.Config{
 		HostNQN: opts.HostNQN, AdminOnly: true, IOQueues: maxQueues, KeepAlive: keepAlive,
+		AsyncEvents: func(ev host.AsyncEvent) {
+			if ev.NamespaceChanged(opts.NSID) {
+				askOnce(sizeCheck)
+			}
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("nvmf: %w", err)
@@ -143,7 +174,19 @@ func Open(ctx context.Context, name, addr, subNQN string, opts Options) (*Device
 		ctrl.Close()
 		return nil, err
 	}
+	d.sizeCheck = sizeCheck
+	d.watchCtx, d.endWatch = context.WithCancel(context.Background())
+	d.watcher.Add(1)
+	go d.watch()
 	return d, nil
+}
+
+// askOnce signals c unless a signal is pending already.
+func askOnce(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
 }
 
 func newDevice(ctx context.Context, name, addr, subNQN string, opts Options, ctrl *host.Controller) (*Device, error) {
@@ -178,7 +221,7 @@ func newDevice(ctx context.Context, name, addr, subNQN string, opts Options, ctr
 	}
 	return &Device{
 		Base: bdev.NewBase(info), addr: addr, subNQN: subNQN, opts: opts, ctrl: ctrl,
-		maxBlocks: max(maxBlocks, 1), qids: map[uint16]bool{},
+		maxBlocks: max(maxBlocks, 1), backends: map[uint16]*backend{},
 	}, nil
 }
 
@@ -192,7 +235,7 @@ func (d *Device) OpenBackend(r *reactor.Reactor) (bdev.Backend, error) {
 	}
 	qid := uint16(0)
 	for id := uint16(1); int(id) <= d.ctrl.GrantedIOQueues(); id++ {
-		if !d.qids[id] {
+		if d.backends[id] == nil {
 			qid = id
 			break
 		}
@@ -200,8 +243,8 @@ func (d *Device) OpenBackend(r *reactor.Reactor) (bdev.Backend, error) {
 	if qid == 0 {
 		return nil, fmt.Errorf("nvmf: all %d I/O queues the controller granted are in use", d.ctrl.GrantedIOQueues())
 	}
-	d.qids[qid] = true
 	b := newBackend(d, r, qid)
+	d.backends[qid] = b
 	go b.connect()
 	return b, nil
 }
@@ -220,16 +263,116 @@ func (d *Device) connectQueue(ctx context.Context, r *reactor.Reactor, qid uint1
 	if d.ctrl.Admin().Err() != nil {
 		if err := d.ctrl.Reconnect(ctx); err != nil {
 			d.reconnect.Unlock()
+			d.connectFailed(err)
 			return nil, err
 		}
+		// Events of the namespace were lost with the association.
+		askOnce(d.sizeCheck)
 	}
 	d.reconnect.Unlock()
-	return d.ctrl.ConnectIOQueue(ctx, r, qid, d.opts.QueueDepth)
+	q, err := d.ctrl.ConnectIOQueue(ctx, r, qid, d.opts.QueueDepth)
+	if err != nil {
+		d.connectFailed(err)
+		return nil, err
+	}
+	d.mu.Lock()
+	d.downSince = time.Time{}
+	d.mu.Unlock()
+	return q, nil
+}
+
+// connectFailed faults the device once connecting has failed for its loss
+// timeout.
+func (d *Device) connectFailed(err error) {
+	now := time.Now()
+	d.mu.Lock()
+	if d.downSince.IsZero() {
+		d.downSince = now
+	}
+	down := now.Sub(d.downSince)
+	d.mu.Unlock()
+	if down >= d.opts.LossTimeout {
+		d.fault(fmt.Errorf("nvmf: %s at %s unreachable for %v: %w", d.subNQN, d.addr, down.Round(time.Millisecond), err))
+	}
+}
+
+// Err returns why the device is faulted, or nil.
+func (d *Device) Err() error {
+	if e := d.faultErr.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// fault ends the device's I/O for good: every channel fails what waits
+// and whatever comes, and consumers hear bdev.EventFaulted.
+func (d *Device) fault(err error) {
+	if !d.faultErr.CompareAndSwap(nil, &err) {
+		return
+	}
+	d.mu.Lock()
+	bs := make([]*backend, 0, len(d.backends))
+	for _, b := range d.backends {
+		bs = append(bs, b)
+	}
+	d.mu.Unlock()
+	for _, b := range bs {
+		b.r.Post(&b.faulted)
+	}
+	d.Notify(bdev.Event{Kind: bdev.EventFaulted, Err: err})
+}
+
+// watch looks at the namespace's size whenever asked, until Close.
+func (d *Device) watch() {
+	defer d.watcher.Done()
+	for {
+		select {
+		case <-d.watchCtx.Done():
+			return
+		case <-d.sizeCheck:
+			d.checkSize()
+		}
+	}
+}
+
+// sizeRetry is how soon a size change that could not be applied (the
+// device busy with another quiesce, or I/O that would not drain) is tried
+// again.
+const sizeRetry = time.Second
+
+// checkSize takes the namespace's size as it is now: a new size is
+// applied with the device quiesced, and told; a namespace gone, or whose
+// block size changed, faults the device.
+func (d *Device) checkSize() {
+	if d.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(d.watchCtx, connectTimeout)
+	defer cancel()
+	ns, err := d.ctrl.Namespace(ctx, d.opts.NSID)
+	if err != nil {
+		return // the association is down: the reconnect asks again
+	}
+	info := d.Info()
+	switch {
+	case ns.Blocks() == 0:
+		d.fault(fmt.Errorf("nvmf: namespace %d of %s is no longer active", d.opts.NSID, d.subNQN))
+	case ns.BlockSize() != info.BlockSize:
+		d.fault(fmt.Errorf("nvmf: namespace %d of %s now has %d-byte blocks, not %d", d.opts.NSID, d.subNQN, ns.BlockSize(), info.BlockSize))
+	case ns.Blocks() != info.Blocks:
+		if err := d.Quiesce(ctx); err != nil {
+			time.AfterFunc(sizeRetry, func() { askOnce(d.sizeCheck) })
+			return
+		}
+		d.SetBlocks(ns.Blocks())
+		d.Resume()
+		d.Notify(bdev.Event{Kind: bdev.EventResized})
+	}
 }
 
 func (d *Device) releaseQID(qid uint16) {
 	d.mu.Lock()
-	delete(d.qids, qid)
+	delete(d.backends, qid)
 	d.mu.Unlock()
 }
 
@@ -242,5 +385,7 @@ func (d *Device) Close() error {
 	}
 	d.closed = true
 	d.mu.Unlock()
+	d.endWatch()
+	d.watcher.Wait()
 	return d.ctrl.Close()
 }

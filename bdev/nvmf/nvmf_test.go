@@ -126,6 +126,7 @@ func TestFromURI(t *testing.T) {
 	for _, bad := range []string{
 		"nvmf://" + addr + "/" + subNQN + "?ns=0",
 		"nvmf://" + addr + "/" + subNQN + "?timeout=-1s",
+		"nvmf://" + addr + "/" + subNQN + "?loss=0s",
 		"nvmf://" + addr + "/" + subNQN + "?depth=1",
 		"nvmf://" + addr + "/" + subNQN + "?colour=blue",
 		"nvmf://" + addr + "/not-an-nqn",
@@ -136,7 +137,7 @@ func TestFromURI(t *testing.T) {
 		_, err = nvmf.FromURI("r", u)
 		require.ErrorIs(t, err, bdev.ErrBadURI, bad)
 	}
-	u, err := url.Parse("nvmf://" + addr + "/" + subNQN + "?ns=1&timeout=5s&depth=16")
+	u, err := url.Parse("nvmf://" + addr + "/" + subNQN + "?ns=1&timeout=5s&loss=1m&depth=16")
 	require.NoError(t, err)
 	d, err := nvmf.FromURI("r", u)
 	require.NoError(t, err)
@@ -222,4 +223,102 @@ func TestTimeoutEndsWaitForQueue(t *testing.T) {
 	start := time.Now()
 	require.Equal(t, bdev.StatusTimeout, c.Do(t, bdev.OpRead, 0, 8, buf), "waited for a new queue")
 	require.Less(t, time.Since(start), 5*time.Second)
+}
+
+// events collects a device's events.
+func events(t *testing.T, d *nvmf.Device) <-chan bdev.Event {
+	ch := make(chan bdev.Event, 16)
+	t.Cleanup(d.Subscribe(func(ev bdev.Event) { ch <- ev }))
+	return ch
+}
+
+func nextEvent(t *testing.T, ch <-chan bdev.Event) bdev.Event {
+	t.Helper()
+	select {
+	case ev := <-ch:
+		return ev
+	case <-time.After(10 * time.Second):
+		t.Fatal("no device event")
+		return bdev.Event{}
+	}
+}
+
+// The remote namespace grows: the controller's event reaches the device,
+// which takes the new size (quiesced) and says so; a channel opened
+// before reaches the new blocks.
+func TestFollowsNamespaceResize(t *testing.T) {
+	vol, err := part.New("vol", ram(t, 64<<20), 0, 2048, bdev.UUID{1})
+	require.NoError(t, err)
+	t.Cleanup(func() { vol.Close() })
+	_, addr := export(t, vol, "127.0.0.1:0")
+	d := open(t, addr, nvmf.Options{})
+	evs := events(t, d)
+	c := bdevtest.Open(t, d, bdevtest.Reactors(t).Get(0))
+	buf := bdevtest.Buffers(t, 512)
+	require.Equal(t, bdev.StatusInvalidRange, c.Do(t, bdev.OpRead, 4095, 1, buf))
+
+	require.NoError(t, vol.Resize(context.Background(), 4096))
+	ev := nextEvent(t, evs)
+	require.Equal(t, bdev.EventResized, ev.Kind)
+	require.EqualValues(t, 4096, ev.Info.Blocks)
+	require.EqualValues(t, 4096, d.Info().Blocks)
+	require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpWrite, 4095, 1, buf))
+
+	require.NoError(t, vol.Resize(context.Background(), 3072))
+	require.EqualValues(t, 3072, nextEvent(t, evs).Info.Blocks, "shrinks too")
+	require.Equal(t, bdev.StatusInvalidRange, c.Do(t, bdev.OpRead, 4095, 1, buf))
+}
+
+// A resize while the connection is down has no event to tell it; the
+// device looks once it has reconnected.
+func TestResizeSeenAfterReconnect(t *testing.T) {
+	vol, err := part.New("vol", ram(t, 64<<20), 0, 2048, bdev.UUID{1})
+	require.NoError(t, err)
+	t.Cleanup(func() { vol.Close() })
+	tg, addr := export(t, vol, "127.0.0.1:0")
+	d := open(t, addr, nvmf.Options{})
+	evs := events(t, d)
+	c := bdevtest.Open(t, d, bdevtest.Reactors(t).Get(0))
+	buf := bdevtest.Buffers(t, 512)
+	require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpRead, 0, 1, buf))
+
+	tg.Close()
+	require.NoError(t, vol.Resize(context.Background(), 8192))
+	export(t, vol, addr)
+	// I/O finds the queue gone and reconnects it, the controller first.
+	require.Eventually(t, func() bool { return c.Do(t, bdev.OpRead, 0, 1, buf) == bdev.StatusOK },
+		10*time.Second, 10*time.Millisecond)
+	ev := nextEvent(t, evs)
+	require.Equal(t, bdev.EventResized, ev.Kind)
+	require.EqualValues(t, 8192, ev.Info.Blocks)
+}
+
+// A remote that stays unreachable past the loss timeout faults the
+// device: consumers hear why, the request that waited for a connection
+// and every later one finish not ready, and the device stays faulted when
+// the remote comes back.
+func TestFaultsAfterLossTimeout(t *testing.T) {
+	dev := ram(t, 32<<20)
+	tg, addr := export(t, dev, "127.0.0.1:0")
+	d := open(t, addr, nvmf.Options{LossTimeout: 300 * time.Millisecond})
+	evs := events(t, d)
+	c := bdevtest.Open(t, d, bdevtest.Reactors(t).Get(0))
+	buf := bdevtest.Buffers(t, 4096)
+	require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpWrite, 0, 8, buf))
+
+	tg.Close()
+	start := time.Now()
+	first := c.Start(bdev.OpRead, 0, 8, buf) // may find the old queue ending
+	time.Sleep(50 * time.Millisecond)
+	waiting := c.Start(bdev.OpRead, 0, 8, buf)
+	ev := nextEvent(t, evs)
+	require.Equal(t, bdev.EventFaulted, ev.Kind)
+	require.ErrorContains(t, ev.Err, "unreachable")
+	require.Error(t, d.Err())
+	require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond)
+	require.Equal(t, bdev.StatusNotReady, first.Wait(t))
+	require.Equal(t, bdev.StatusNotReady, waiting.Wait(t))
+
+	export(t, dev, addr)
+	require.Equal(t, bdev.StatusNotReady, c.Do(t, bdev.OpRead, 0, 8, buf), "faulted for good")
 }
