@@ -3,6 +3,7 @@ package pdu
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -56,12 +57,102 @@ func FuzzReader(f *testing.F) {
 			if h.HLen() != hlenOf(h.Type()) {
 				t.Fatalf("accepted HLEN %d for %v", h.HLen(), h.Type())
 			}
-			if r.frame.Len() != int(h.PLen()) {
-				t.Fatalf("%v frame %+v spans %d bytes, PLEN %d", h.Type(), r.frame, r.frame.Len(), h.PLen())
+			if fr := r.f.Frame(); fr.Len() != int(h.PLen()) {
+				t.Fatalf("%v frame %+v spans %d bytes, PLEN %d", h.Type(), fr, fr.Len(), h.PLen())
 			}
 			if err := r.ReadData(make([]byte, r.DataLen())); err != nil {
 				return
 			}
+		}
+	})
+}
+
+// frameLog records what a Framer tells its handler.
+type frameLog struct {
+	events []string
+	bufs   [][]byte
+}
+
+func (l *frameLog) Header(h Header, f Frame) ([]byte, error) {
+	l.events = append(l.events, fmt.Sprintf("header %v %d", h.Type(), f.DataLen))
+	if f.DataLen == 0 || h.Type() == TypeH2CTermReq {
+		return nil, nil // a TermReq's data is discarded
+	}
+	b := make([]byte, f.DataLen)
+	l.bufs = append(l.bufs, b)
+	return b, nil
+}
+
+func (l *frameLog) Received(ok bool) bool {
+	l.events = append(l.events, fmt.Sprintf("received %v", ok))
+	return len(l.events) < 64
+}
+
+func (l *frameLog) String() string {
+	return fmt.Sprintf("%v %x", l.events, l.bufs)
+}
+
+// frameAll runs a Framer over in, fed whole at once, or, with step, in
+// pieces of step's sizes, each landed straight in the data's destination
+// when the Framer has one and nothing is buffered (as the transport's
+// direct receive does).
+func frameAll(in []byte, cfg Config, step func(i int) int) string {
+	l := &frameLog{}
+	fr := NewFramer(cfg)
+	var pending []byte
+	for i, off := 0, 0; off < len(in); i++ {
+		k := len(in) - off
+		if step != nil {
+			k = min(k, step(i))
+		}
+		if due := fr.DataDue(); due != nil && len(pending) == 0 {
+			k = min(k, len(due))
+			copy(due, in[off:off+k])
+			off += k
+			if !fr.Landed(k, l) {
+				return l.String() + " stopped"
+			}
+			continue
+		}
+		pending = append(pending, in[off:off+k]...)
+		off += k
+		n, more, err := fr.Feed(pending, l)
+		pending = pending[n:]
+		if err != nil {
+			return l.String() + " " + err.Error()
+		}
+		if !more {
+			return l.String() + " stopped"
+		}
+	}
+	return l.String()
+}
+
+// FuzzFramerCutAnywhere: however a stream is cut, and whatever of it is
+// received straight into the data's destination, a Framer tells the same
+// story as when it is fed the stream whole.
+func FuzzFramerCutAnywhere(f *testing.F) {
+	b := make([]byte, 512)
+	for _, dg := range [][2]bool{{false, false}, {true, true}} {
+		n, pdo := EncodeData(b, TypeC2HData, FlagLastPDU, 1, 2, 0, 40, dg[0], dg[1], 0)
+		p := append([]byte{}, b[:n]...)
+		p = append(p, make([]byte, pdo-n)...)
+		p = append(p, bytes.Repeat([]byte{9}, 40)...)
+		if dg[1] {
+			var d [DigestSize]byte
+			PutDigest(d[:], bytes.Repeat([]byte{9}, 40))
+			p = append(p, d[:]...)
+		}
+		n = EncodeCapsuleResp(b, dg[0])
+		p = append(p, b[:n]...)
+		f.Add(p, dg[0], dg[1], uint8(3))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, hdgst, ddgst bool, seed uint8) {
+		cfg := Config{HeaderDigest: hdgst, DataDigest: ddgst, MaxData: 4096}
+		whole := frameAll(in, cfg, nil)
+		cut := frameAll(in, cfg, func(i int) int { return 1 + (i*int(seed|1)+int(seed))%23 })
+		if whole != cut {
+			t.Fatalf("whole: %s\ncut:   %s", whole, cut)
 		}
 	})
 }

@@ -152,25 +152,47 @@ func (c *Config) layout(hdr []byte, t Type, flags uint8, pdo int, plen uint32) (
 	return Frame{HeaderLen: hend, PadLen: pdo - hend, DataLen: dataLen, DataDigest: ddgst}, nil
 }
 
-// Reader frames PDUs from a byte stream. ReadHeader returns each header;
-// the caller then consumes its data with ReadData or Discard before the next
-// ReadHeader. The returned Header is valid until the next ReadHeader: the
-// Reader reuses its buffer, so reading allocates nothing.
+// Reader frames PDUs from a byte stream with a Framer, reading exactly
+// the bytes of each PDU and never past it. ReadHeader returns each
+// header; the caller then consumes its data with ReadData or Discard
+// before the next ReadHeader. The returned Header is valid until the next
+// ReadHeader: the Reader reuses its buffers, so once they have grown to
+// the largest PDU seen, reading allocates nothing.
 type Reader struct {
 	r       io.Reader
-	cfg     Config
-	buf     [MaxHeaderSize]byte
-	hdr     Header
-	frame   Frame
-	pending bool // data of the current PDU not yet consumed
-	scratch [64]byte
+	f       Framer
+	buf     [MaxHeaderSize]byte // a header or data digest being read
+	nbuf    int
+	hdr     [MaxHeaderSize]byte // the last header
+	hlen    int
+	data    []byte // the current PDU's data
+	pending bool   // ...not yet consumed
+	done    bool   // the current PDU is all in
+	digest  bool   // ...and its data matched its digest
 }
 
 // NewReader returns a Reader on r (wrap sockets in a bufio.Reader).
-func NewReader(r io.Reader, cfg Config) *Reader { return &Reader{r: r, cfg: cfg} }
+func NewReader(r io.Reader, cfg Config) *Reader { return &Reader{r: r, f: NewFramer(cfg)} }
 
 // SetConfig changes what is enforced (after the IC exchange).
-func (r *Reader) SetConfig(cfg Config) { r.cfg = cfg }
+func (r *Reader) SetConfig(cfg Config) { r.f.SetConfig(cfg) }
+
+// Header is the Framer's: it keeps the header and takes the data into the
+// Reader's own buffer.
+func (r *Reader) Header(h Header, f Frame) ([]byte, error) {
+	r.hlen = copy(r.hdr[:], h[:h.HLen()])
+	if n := int(f.DataLen); cap(r.data) < n {
+		r.data = make([]byte, n)
+	}
+	r.data = r.data[:f.DataLen]
+	return r.data, nil
+}
+
+// Received is the Framer's: it stops the walk at the PDU's end.
+func (r *Reader) Received(digestOK bool) bool {
+	r.done, r.digest = true, digestOK
+	return false
+}
 
 // ReadHeader reads and validates the next PDU header and its digest.
 // Malformed input gives a *FatalError; I/O failures are returned wrapped.
@@ -180,56 +202,68 @@ func (r *Reader) ReadHeader() (Header, error) {
 			return nil, err
 		}
 	}
-	ch := r.buf[:CommonHeaderSize]
-	if _, err := io.ReadFull(r.r, ch); err != nil {
-		return nil, fmt.Errorf("pdu: read header: %w", err)
+	r.done = false
+	for r.hlen = 0; r.hlen == 0; {
+		if err := r.step("header"); err != nil {
+			return nil, err
+		}
 	}
-	hend, err := r.cfg.HeaderLen(ch)
+	r.pending = !r.done
+	return Header(r.hdr[:r.hlen]), nil
+}
+
+// step reads what the Framer needs next and feeds it.
+func (r *Reader) step(what string) error {
+	need, err := r.f.Need(r.buf[:r.nbuf])
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if _, err := io.ReadFull(r.r, r.buf[CommonHeaderSize:hend]); err != nil {
-		return nil, fmt.Errorf("pdu: read %v header: %w", Header(ch).Type(), err)
+	if due := r.f.DataDue(); due != nil {
+		if _, err := io.ReadFull(r.r, due[:need]); err != nil {
+			return fmt.Errorf("pdu: read %s: %w", what, err)
+		}
+		r.f.Landed(need, r)
+		return nil
 	}
-	if r.frame, err = r.cfg.ParseHeader(r.buf[:hend]); err != nil {
-		return nil, err
+	if need = min(need, len(r.buf)-r.nbuf); need > 0 { // padding can be longer
+		if _, err := io.ReadFull(r.r, r.buf[r.nbuf:r.nbuf+need]); err != nil {
+			return fmt.Errorf("pdu: read %s: %w", what, err)
+		}
+		r.nbuf += need
 	}
-	r.hdr = Header(r.buf[:Header(ch).HLen()])
-	r.pending = r.frame.DataLen > 0 || r.frame.PadLen > 0
-	return r.hdr, nil
+	n, _, err := r.f.Feed(r.buf[:r.nbuf], r)
+	r.nbuf = copy(r.buf[:], r.buf[n:r.nbuf])
+	return err
 }
 
 // DataLen returns the data length of the PDU whose header was read last.
-func (r *Reader) DataLen() uint32 { return r.frame.DataLen }
+func (r *Reader) DataLen() uint32 { return r.f.Frame().DataLen }
 
 // ReadData reads the current PDU's data into dst, which must be exactly
 // DataLen bytes, and checks the data digest.
 func (r *Reader) ReadData(dst []byte) error {
-	if uint32(len(dst)) != r.frame.DataLen || !r.pending && r.frame.DataLen > 0 {
-		return fmt.Errorf("pdu: ReadData of %d bytes for %d pending", len(dst), r.frame.DataLen)
+	if uint32(len(dst)) != r.DataLen() || !r.pending && r.DataLen() > 0 {
+		return fmt.Errorf("pdu: ReadData of %d bytes for %d pending", len(dst), r.DataLen())
 	}
-	if err := r.skip(r.frame.PadLen); err != nil {
+	if err := r.rest("data"); err != nil {
 		return err
 	}
-	if _, err := io.ReadFull(r.r, dst); err != nil {
-		return fmt.Errorf("pdu: read data: %w", err)
-	}
-	r.pending = false
-	return r.checkDataDigest(dst)
-}
-
-func (r *Reader) checkDataDigest(data []byte) error {
-	if !r.frame.DataDigest {
-		return nil
-	}
-	d := r.scratch[:DigestSize] // a local array would escape to the heap
-	if _, err := io.ReadFull(r.r, d); err != nil {
-		return fmt.Errorf("pdu: read data digest: %w", err)
-	}
-	if binary.LittleEndian.Uint32(d) != Digest(data) {
+	copy(dst, r.data)
+	if !r.digest {
 		// A data digest error is not a fatal transport error: the command
 		// fails with a transient transport error (TP 8000, 3.6.2.x).
 		return ErrDataDigest
+	}
+	return nil
+}
+
+// rest reads the current PDU to its end.
+func (r *Reader) rest(what string) error {
+	r.pending = false
+	for !r.done {
+		if err := r.step(what); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -239,19 +273,4 @@ func (r *Reader) checkDataDigest(data []byte) error {
 var ErrDataDigest = errors.New("pdu: data digest mismatch")
 
 // Discard skips the current PDU's data (and digest).
-func (r *Reader) Discard() error {
-	n := r.frame.Len() - r.frame.HeaderLen
-	r.pending = false
-	return r.skip(n)
-}
-
-func (r *Reader) skip(n int) error {
-	for n > 0 {
-		k := min(n, len(r.scratch))
-		if _, err := io.ReadFull(r.r, r.scratch[:k]); err != nil {
-			return fmt.Errorf("pdu: skip: %w", err)
-		}
-		n -= k
-	}
-	return nil
-}
+func (r *Reader) Discard() error { return r.rest("skip") }

@@ -19,7 +19,6 @@
 package transport
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -133,41 +132,25 @@ func SocketFD(tc *net.TCPConn) (int, error) {
 	return fd, nil
 }
 
-// Where the receiver stands in the PDU it is reading.
-const (
-	inHeader uint8 = iota
-	inPad
-	inData
-	inDigest
-)
-
 // directRecvMin is the data still due for a PDU from which a receive goes
 // straight into its destination instead of through the receive buffer
 // and a copy.
 const directRecvMin = 16 << 10
 
-// receiver frames the PDUs of a connection: RECV into the buffer, parse
-// every PDU there, hand each to the handler at once. Large data goes
-// straight into its destination.
+// receiver frames the PDUs of a connection with a pdu.Framer: RECV into
+// the buffer, frame every PDU there, hand each to the handler at once.
+// Large data goes straight into its destination.
 type receiver struct {
 	c          *Conn
-	cfg        pdu.Config
+	f          pdu.Framer
 	buf        []byte
-	head, tail int  // buf[head:tail] is received and not yet parsed
+	head, tail int  // buf[head:tail] is received and not yet framed
 	busy       bool // a RECV is in flight
-	direct     bool // ...into dst
+	direct     bool // ...into the data's destination
 	stopped    bool
 	retry      recvRetry
 	poll       bool // receive with system calls while the reactor spins
 	polling    bool // ...and Poll is waiting for data: no RECV in flight
-
-	// The PDU being received.
-	at       uint8
-	frame    pdu.Frame
-	padLeft  int
-	dst      []byte // where the data goes; nil: discard dataLeft bytes
-	dataLeft int
-	crc      uint32
 }
 
 // recvRetry posts a RECV the reactor had no operation slot for.
@@ -176,7 +159,7 @@ type recvRetry struct{ rx *receiver }
 func (t *recvRetry) Run(*reactor.Reactor) { t.rx.postRing() }
 
 func (rx *receiver) init(c *Conn, cfg pdu.Config, buf []byte) {
-	rx.c, rx.cfg, rx.buf, rx.retry.rx = c, cfg, buf, rx
+	rx.c, rx.f, rx.buf, rx.retry.rx = c, pdu.NewFramer(cfg), buf, rx
 }
 
 func (rx *receiver) start(early []byte) {
@@ -216,7 +199,7 @@ func (rx *receiver) post() {
 // destination: a large part of the data is still due and nothing is
 // buffered.
 func (rx *receiver) wantDirect() bool {
-	return rx.at == inData && rx.dst != nil && rx.head == rx.tail && rx.dataLeft >= directRecvMin
+	return rx.head == rx.tail && len(rx.f.DataDue()) >= directRecvMin
 }
 
 // Poll receives what has arrived, without waiting, while the reactor spins.
@@ -227,7 +210,7 @@ func (rx *receiver) Poll() int {
 	var b []byte
 	direct := rx.wantDirect()
 	if direct {
-		b = rx.dst[len(rx.dst)-rx.dataLeft:]
+		b = rx.f.DataDue()
 	} else {
 		b = rx.space()
 	}
@@ -265,11 +248,10 @@ func (rx *receiver) postRing() {
 	rx.busy = true
 	if rx.wantDirect() {
 		rx.direct = true
-		off := len(rx.dst) - rx.dataLeft
 		// All of it in one completion: the kernel goes on receiving as
 		// segments arrive instead of completing each to be posted again.
 		// Stop's shutdown still ends it early.
-		sqe.PrepRecv(int32(rx.c.fd), rx.dst[off:], unix.MSG_WAITALL)
+		sqe.PrepRecv(int32(rx.c.fd), rx.f.DataDue(), unix.MSG_WAITALL)
 		return
 	}
 	rx.direct = false
@@ -312,9 +294,7 @@ func (rx *receiver) received(res int32) {
 	}
 	n := int(res)
 	if rx.direct {
-		off := len(rx.dst) - rx.dataLeft
-		rx.consumeData(rx.dst[off : off+n])
-		if rx.dataLeft == 0 && !rx.endData() {
+		if !rx.f.Landed(n, rx) {
 			return
 		}
 	} else {
@@ -325,116 +305,26 @@ func (rx *receiver) received(res int32) {
 	}
 }
 
-// parse works through the buffered bytes; false if the connection ended.
+// parse frames the buffered bytes; false if the connection ended.
 func (rx *receiver) parse() bool {
-	for !rx.stopped {
-		avail := rx.buf[rx.head:rx.tail]
-		switch rx.at {
-		case inHeader:
-			if len(avail) < pdu.CommonHeaderSize {
-				return true
-			}
-			hend, err := rx.cfg.HeaderLen(avail)
-			if err != nil {
-				rx.c.h.End(err)
-				return false
-			}
-			if len(avail) < hend {
-				return true
-			}
-			rx.head += hend
-			if !rx.header(avail[:hend]) {
-				return false
-			}
-		case inPad:
-			n := min(len(avail), rx.padLeft)
-			rx.head += n
-			if rx.padLeft -= n; rx.padLeft > 0 {
-				return true
-			}
-			rx.at = inData
-		case inData:
-			if rx.dataLeft > 0 {
-				if len(avail) == 0 {
-					return true
-				}
-				n := min(len(avail), rx.dataLeft)
-				rx.head += n
-				rx.consumeData(avail[:n])
-				if rx.dataLeft > 0 {
-					return true
-				}
-			}
-			if !rx.endData() {
-				return false
-			}
-		case inDigest:
-			if len(avail) < pdu.DigestSize {
-				return true
-			}
-			rx.head += pdu.DigestSize
-			// Discarded data's digest does not matter.
-			ok := rx.dst == nil || binary.LittleEndian.Uint32(avail) == rx.crc
-			if !rx.finish(ok) {
-				return false
-			}
-		}
+	if rx.stopped {
+		return false
 	}
-	return false
-}
-
-func (rx *receiver) consumeData(b []byte) {
-	if rx.dst != nil {
-		off := len(rx.dst) - rx.dataLeft
-		if &rx.dst[off] != &b[0] { // a direct RECV put it in place already
-			copy(rx.dst[off:], b)
-		}
-		if rx.frame.DataDigest {
-			rx.crc = pdu.UpdateDigest(rx.crc, b)
-		}
-	}
-	rx.dataLeft -= len(b)
-}
-
-// endData moves past the data to its digest, or finishes the PDU.
-func (rx *receiver) endData() bool {
-	if rx.frame.DataDigest {
-		rx.at = inDigest
-		return true
-	}
-	return rx.finish(true)
-}
-
-// header validates a PDU header, asks the handler where its data goes and
-// sets up the receipt of what follows it.
-func (rx *receiver) header(h pdu.Header) bool {
-	frame, err := rx.cfg.ParseHeader(h)
+	n, more, err := rx.f.Feed(rx.buf[rx.head:rx.tail], rx)
+	rx.head += n
 	if err != nil {
 		rx.c.h.End(err)
 		return false
 	}
-	dst, err := rx.c.h.Header(h, frame)
-	if err != nil {
-		rx.c.h.End(err)
-		return false
-	}
-	if dst != nil && len(dst) != int(frame.DataLen) {
-		panic(fmt.Sprintf("transport: handler gave %d bytes for %d of data", len(dst), frame.DataLen))
-	}
-	rx.frame, rx.padLeft, rx.dataLeft, rx.dst, rx.crc = frame, frame.PadLen, int(frame.DataLen), dst, 0
-	rx.at = inPad
-	if rx.padLeft == 0 {
-		rx.at = inData
-	}
-	return true
+	return more && !rx.stopped
 }
 
-// finish hands a PDU whose bytes are all in to the handler, and readies
-// the next.
-func (rx *receiver) finish(digestOK bool) bool {
-	rx.at, rx.dst = inHeader, nil
-	return rx.c.h.Received(digestOK)
-}
+// Header is the Framer's: the handler says where the data goes.
+func (rx *receiver) Header(h pdu.Header, f pdu.Frame) ([]byte, error) { return rx.c.h.Header(h, f) }
+
+// Received is the Framer's: the handler takes the PDU, and the walk goes
+// on unless the connection ended.
+func (rx *receiver) Received(digestOK bool) bool { return rx.c.h.Received(digestOK) && !rx.stopped }
 
 // recvNow receives into b without waiting: a raw system call, like the
 // reactor's own non-waiting io_uring_enter, so the Go scheduler's monitor
