@@ -13,10 +13,11 @@ import (
 // each is the one small home of a kind of unsafe code, with its invariants
 // documented in its package doc.
 var unsafeHomes = map[string]bool{
-	"reactor/uring":  true, // io_uring rings shared with the kernel
-	"internal/iomem": true, // addresses of off-heap I/O buffers
-	"internal/mmio":  true, // device-shared memory: BARs and DMA rings
-	"internal/vfio":  true, // VFIO ioctl structures and DMA addresses
+	"reactor/uring":    true, // io_uring rings shared with the kernel
+	"internal/iomem":   true, // addresses of off-heap I/O buffers
+	"internal/mmio":    true, // device-shared memory: BARs and DMA rings
+	"internal/vfio":    true, // VFIO ioctl structures and DMA addresses
+	"internal/rawsock": true, // socket receives as raw system calls
 }
 
 func TestUnsafeStaysInItsHomes(t *testing.T) {

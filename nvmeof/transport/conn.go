@@ -23,10 +23,10 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/strata-storage/strata/internal/rawsock"
 	"github.com/strata-storage/strata/nvmeof/pdu"
 	"github.com/strata-storage/strata/reactor"
 )
@@ -214,7 +214,7 @@ func (rx *receiver) Poll() int {
 	} else {
 		b = rx.space()
 	}
-	n, errno := recvNow(rx.c.fd, b)
+	n, errno := rawsock.Recv(rx.c.fd, b)
 	if errno == unix.EAGAIN || errno == unix.EINTR {
 		return 0
 	}
@@ -325,11 +325,3 @@ func (rx *receiver) Header(h pdu.Header, f pdu.Frame) ([]byte, error) { return r
 // Received is the Framer's: the handler takes the PDU, and the walk goes
 // on unless the connection ended.
 func (rx *receiver) Received(digestOK bool) bool { return rx.c.h.Received(digestOK) && !rx.stopped }
-
-// recvNow receives into b without waiting: a raw system call, like the
-// reactor's own non-waiting io_uring_enter, so the Go scheduler's monitor
-// leaves a spinning reactor its P.
-func recvNow(fd int, b []byte) (int, unix.Errno) {
-	n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), unix.MSG_DONTWAIT, 0, 0)
-	return int(n), errno
-}
