@@ -11,7 +11,12 @@
 // object from the file. A corrupt file or one from a newer version stops
 // the engine with an error naming the file; nothing is ever reset silently.
 // A pool whose device cannot be opened stays in the state, reported
-// faulted with the reason, as do its volumes and their shares.
+// faulted with the reason, as do its volumes and their shares. The state
+// file is the desired state, and a reconcile loop (reconcile in engine.go)
+// keeps bringing the live objects to it: a faulted pool's device is tried
+// again with backoff (from Config.ReconcileInterval to a minute), and once
+// it opens its volumes come up, their work resumes and their shares are
+// exported; a share the exporter refused is offered again likewise.
 //
 // Space: each pool keeps its free extents in the state; an extent volume
 // takes the first free extent large enough (engine/extent) and grows only
@@ -29,7 +34,8 @@
 //
 // Concurrency: methods are safe from any goroutine. One mutex (Engine.mu)
 // guards the state and is held only for short decisions: never across
-// device work or exporter calls, so reads never wait behind either. Share
+// device work, device opens (CreatePool, the reconciler) or exporter calls,
+// so reads never wait behind any of them. Share
 // mutations are serialized by a second one (shareMu). Nothing here is on
 // the I/O path, which runs on the reactors through the devices' channels.
 // Errors carry a kind (ErrInvalid, ErrNotFound, ErrConflict, ...) for

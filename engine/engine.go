@@ -58,7 +58,11 @@ type Config struct {
 	// DefaultSampleInterval when zero, no sampler when negative (call
 	// SampleStats yourself).
 	SampleInterval time.Duration
-	Logger         *slog.Logger
+	// ReconcileInterval is how often the engine retries what failed to
+	// come up (pools, shares); DefaultReconcileInterval when zero, never
+	// when negative.
+	ReconcileInterval time.Duration
+	Logger            *slog.Logger
 }
 
 // Engine holds pools, volumes, shares and hosts. Its methods are safe for
@@ -76,6 +80,13 @@ type Engine struct {
 	samplerDone  chan struct{}
 	closeSampler sync.Once
 
+	stopReconcile chan struct{}
+	reconcileDone chan struct{}
+	// closing ends when Close begins: device opens on the engine's own
+	// behalf give up.
+	closing      context.Context
+	beginClosing context.CancelFunc
+
 	// shareMu serializes the mutations that call the exporter (shares)
 	// or must not interleave with them (deleting a volume, closing), so
 	// that the exporter is never called concurrently yet never under mu:
@@ -87,16 +98,19 @@ type Engine struct {
 	mu      sync.Mutex // guards everything below
 	closed  bool
 	st      *state
+	opening map[string]string // pools whose device is being opened: their URI
 	pools   map[string]*livePool
 	volumes map[string]*liveVolume
 	shares  map[string]*liveShare
 	reactorSamples
 }
 
-// livePool is a pool's runtime half: its device, or why it has none.
+// livePool is a pool's runtime half: its device, or why it has none and
+// when to try again.
 type livePool struct {
-	dev bdev.Device // nil when faulted
-	err error
+	dev   bdev.Device // nil when faulted
+	err   error
+	retry retry
 }
 
 // liveVolume is a volume's runtime half.
@@ -112,10 +126,12 @@ type liveVolume struct {
 	samples [2]ioSample
 }
 
-// liveShare is a share's runtime half: whether the exporter has it.
+// liveShare is a share's runtime half: whether the exporter has it, and
+// when to offer it again if it refused.
 type liveShare struct {
 	exported bool
 	err      error
+	retry    retry
 }
 
 // Open opens the data directory, loads the state and brings up every
@@ -135,6 +151,9 @@ func Open(cfg Config) (*Engine, error) {
 	if cfg.SampleInterval == 0 {
 		cfg.SampleInterval = DefaultSampleInterval
 	}
+	if cfg.ReconcileInterval == 0 {
+		cfg.ReconcileInterval = DefaultReconcileInterval
+	}
 	dir, err := filepath.Abs(cfg.DataDir)
 	if err != nil || cfg.DataDir == "" {
 		return nil, fmt.Errorf("engine: data directory %q: %v", cfg.DataDir, err)
@@ -150,6 +169,7 @@ func Open(cfg Config) (*Engine, error) {
 		cfg: cfg, log: cfg.Logger, path: filepath.Join(dir, StateFile), lock: lock,
 		reg: bdev.NewRegistry(cfg.Devices), r: cfg.Reactors.Get(0),
 		pools: map[string]*livePool{}, volumes: map[string]*liveVolume{}, shares: map[string]*liveShare{},
+		opening: map[string]string{},
 	}
 	st, version, orig, err := loadState(e.path)
 	if err != nil {
@@ -168,6 +188,11 @@ func Open(cfg Config) (*Engine, error) {
 	if cfg.SampleInterval > 0 {
 		e.stopSampler, e.samplerDone = make(chan struct{}), make(chan struct{})
 		go e.sampler(cfg.SampleInterval)
+	}
+	if cfg.ReconcileInterval > 0 {
+		e.closing, e.beginClosing = context.WithCancel(context.Background())
+		e.stopReconcile, e.reconcileDone = make(chan struct{}), make(chan struct{})
+		go e.reconciler(cfg.ReconcileInterval)
 	}
 	return e, nil
 }
@@ -209,68 +234,218 @@ func lockDir(dir string) (*os.File, error) {
 // start brings up the loaded state: pools, then volumes, then shares.
 func (e *Engine) start() {
 	for _, name := range slices.Sorted(maps.Keys(e.st.pools)) {
-		e.pools[name] = e.openPool(e.st.pools[name])
+		e.pools[name] = e.openPool(context.Background(), e.st.pools[name])
 	}
 	var work []string // volumes owed work, resumed once all is up
 	for _, name := range slices.Sorted(maps.Keys(e.st.volumes)) {
-		v := e.st.volumes[name]
-		lv := &liveVolume{kind: kinds[v.Kind]}
+		lv := &liveVolume{kind: kinds[e.st.volumes[name].Kind]}
 		e.volumes[name] = lv
-		online := lv.kind.blocks(v)
-		if v.Work.Op != "" {
-			online = v.Work.OnlineBlocks
-		}
-		p := e.pools[v.Pool]
-		switch {
-		case p.dev == nil:
-			lv.err = fmt.Errorf("pool %s is faulted", v.Pool)
-			continue
-		case online > 0:
-			if lv.dev, lv.err = lv.kind.open(p.dev, v, online); lv.err != nil {
-				e.log.Error("volume faulted", "volume", name, "err", lv.err)
-				continue
-			}
-		}
-		if v.Work.Op != "" {
+		if e.bringUpVolume(name) {
 			work = append(work, name)
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(e.st.shares)) {
-		ls := &liveShare{}
-		e.shares[name] = ls
-		sh := e.st.shares[name]
+		e.shares[name] = &liveShare{}
 		if e.cfg.Exporter == nil {
-			ls.err = errorf(ErrTargetUnavailable, "NVMe-oF target not available: this daemon runs no target")
-			e.log.Warn("share not exported: no NVMe-oF target in this daemon", "share", name, "nqn", sh.NQN)
-			continue
-		}
-		if lv := e.volumes[name]; lv.dev == nil {
-			ls.err = fmt.Errorf("volume %s is faulted: %v", name, lv.err)
-			e.log.Error("share not exported", "share", name, "nqn", sh.NQN, "err", ls.err)
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
-		ls.err = e.cfg.Exporter.AddSubsystem(ctx, e.subsystemSpec(sh))
-		cancel()
-		if ls.exported = ls.err == nil; ls.exported {
-			e.log.Info("share exported", "share", name, "nqn", sh.NQN, "listeners", sh.Listeners)
-		} else {
-			e.log.Error("share not exported", "share", name, "nqn", sh.NQN, "err", ls.err)
+			e.shares[name].err = errorf(ErrTargetUnavailable, "NVMe-oF target not available: this daemon runs no target")
+			e.log.Warn("share not exported: no NVMe-oF target in this daemon", "share", name, "nqn", e.st.shares[name].NQN)
 		}
 	}
+	e.exportShares(e.sharesToExport(time.Now()))
 	// Last: the workers take e.mu, which Open does without.
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, name := range work {
-		v := e.st.volumes[name]
-		e.log.Info("volume work resumed", "volume", name, "op", v.Work.Op, "done_blocks", v.Work.DoneBlocks)
-		e.startJob(name, e.volumes[name], v, v.Work)
+		e.resumeWork(name)
 	}
 }
 
-// openPool opens a pool's device and checks it still holds the pool.
-func (e *Engine) openPool(p poolRecord) *livePool {
-	dev, err := e.reg.Create(p.Name, p.URI)
+// bringUpVolume opens volume name's device on its pool, if the pool is
+// online, and reports whether the volume is owed device work. Called
+// with e.mu held (or before the engine is shared).
+func (e *Engine) bringUpVolume(name string) (owed bool) {
+	v, lv := e.st.volumes[name], e.volumes[name]
+	online := lv.kind.blocks(v)
+	if v.Work.Op != "" {
+		online = v.Work.OnlineBlocks
+	}
+	p := e.pools[v.Pool]
+	lv.err = nil
+	switch {
+	case p.dev == nil:
+		lv.err = fmt.Errorf("pool %s is faulted", v.Pool)
+		return false
+	case online > 0:
+		if lv.dev, lv.err = lv.kind.open(p.dev, v, online); lv.err != nil {
+			e.log.Error("volume faulted", "volume", name, "err", lv.err)
+			return false
+		}
+	}
+	return v.Work.Op != ""
+}
+
+// resumeWork starts the worker of a volume owed device work. Called with
+// e.mu held.
+func (e *Engine) resumeWork(name string) {
+	v := e.st.volumes[name]
+	e.log.Info("volume work resumed", "volume", name, "op", v.Work.Op, "done_blocks", v.Work.DoneBlocks)
+	e.startJob(name, e.volumes[name], v, v.Work)
+}
+
+// sharesToExport lists the shares the exporter should have and has not,
+// whose volume is up and whose retry is due. Called with e.mu held (or
+// before the engine is shared).
+func (e *Engine) sharesToExport(now time.Time) []shareRecord {
+	if e.cfg.Exporter == nil {
+		return nil
+	}
+	var out []shareRecord
+	for _, name := range slices.Sorted(maps.Keys(e.st.shares)) {
+		ls := e.shares[name]
+		if ls.exported || ls.retry.at.After(now) {
+			continue
+		}
+		if lv := e.volumes[name]; lv.dev == nil {
+			ls.err = fmt.Errorf("volume %s is faulted: %v", name, lv.err)
+			continue
+		}
+		out = append(out, e.st.shares[name])
+	}
+	return out
+}
+
+// exportShares hands shares to the exporter, without e.mu (the exporter
+// may wait on the network) and with shareMu held once the engine is
+// shared, so that no share mutation interleaves.
+func (e *Engine) exportShares(shares []shareRecord) {
+	for _, sh := range shares {
+		name := sh.Volume
+		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		err := e.cfg.Exporter.AddSubsystem(ctx, e.subsystemSpec(sh))
+		cancel()
+		e.mu.Lock()
+		ls, cur := e.shares[name], e.st.shares[name]
+		if ls == nil || e.closed || cur.NQN != sh.NQN {
+			e.mu.Unlock()
+			if err == nil { // deleted or closing meanwhile: take it back
+				e.removeLate(sh)
+			}
+			continue
+		}
+		ls.exported, ls.err = err == nil, err
+		if err == nil {
+			ls.retry = retry{}
+			e.log.Info("share exported", "share", name, "nqn", sh.NQN, "listeners", sh.Listeners)
+		} else {
+			ls.retry.failed(time.Now(), e.cfg.ReconcileInterval)
+			e.log.Error("share not exported", "share", name, "nqn", sh.NQN, "err", err, "retry_in", ls.retry.wait)
+		}
+		e.mu.Unlock()
+	}
+}
+
+// removeLate takes back a share exported after the engine let go of it.
+func (e *Engine) removeLate(sh shareRecord) {
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	if err := e.cfg.Exporter.RemoveSubsystem(ctx, sh.NQN); err != nil {
+		e.log.Error("share exported late, and removing it failed", "share", sh.Volume, "nqn", sh.NQN, "err", err)
+	}
+}
+
+// retry paces the attempts to bring back what failed to come up: from
+// the reconcile interval between them, doubling to retryMax.
+type retry struct {
+	at   time.Time
+	wait time.Duration
+}
+
+const retryMax = time.Minute
+
+func (r *retry) failed(now time.Time, first time.Duration) {
+	r.wait = min(max(2*r.wait, first), retryMax)
+	r.at = now.Add(r.wait)
+}
+
+// DefaultReconcileInterval is how often the engine looks for what should
+// be up and is not: pools whose device failed to open, shares the
+// exporter refused.
+const DefaultReconcileInterval = time.Second
+
+// reconciler runs reconcile until Close.
+func (e *Engine) reconciler(every time.Duration) {
+	defer close(e.reconcileDone)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stopReconcile:
+			return
+		case <-t.C:
+			e.reconcile(time.Now())
+		}
+	}
+}
+
+// reconcile brings what the state holds and is not up closer to it: a
+// pool whose device failed to open is tried again (its retry due), and
+// on success its volumes come up, their work resumes and their shares
+// are exported; a share the exporter refused is offered again. Devices
+// open and the exporter is called outside e.mu.
+func (e *Engine) reconcile(now time.Time) {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return
+	}
+	var due []poolRecord
+	for _, name := range slices.Sorted(maps.Keys(e.pools)) {
+		if lp := e.pools[name]; lp.dev == nil && !lp.retry.at.After(now) {
+			due = append(due, e.st.pools[name])
+		}
+	}
+	e.mu.Unlock()
+	for _, p := range due {
+		lp := e.openPool(e.closing, p)
+		e.mu.Lock()
+		old, ok := e.pools[p.Name]
+		if e.closed || !ok || old.dev != nil || e.st.pools[p.Name].URI != p.URI {
+			// Closed, deleted or made again meanwhile.
+			if lp.dev != nil {
+				e.reg.Delete(p.Name)
+			}
+			e.mu.Unlock()
+			continue
+		}
+		if lp.dev == nil {
+			old.err = lp.err
+			old.retry.failed(now, e.cfg.ReconcileInterval)
+			e.mu.Unlock()
+			continue
+		}
+		e.pools[p.Name] = lp
+		for _, name := range slices.Sorted(maps.Keys(e.st.volumes)) {
+			if v := e.st.volumes[name]; v.Pool == p.Name && e.volumes[name].job == nil && e.bringUpVolume(name) {
+				e.resumeWork(name)
+			}
+		}
+		e.mu.Unlock()
+	}
+	e.shareMu.Lock()
+	defer e.shareMu.Unlock()
+	e.mu.Lock()
+	shares := e.sharesToExport(now)
+	closed := e.closed
+	e.mu.Unlock()
+	if !closed {
+		e.exportShares(shares)
+	}
+}
+
+// openPool opens a pool's device and checks it still holds the pool,
+// without e.mu.
+func (e *Engine) openPool(ctx context.Context, p poolRecord) *livePool {
+	dev, err := e.openDevice(ctx, p.Name, p.URI)
 	if err == nil {
 		in := dev.Info()
 		if in.BlockSize != p.BlockSize || in.Blocks < p.Blocks {
@@ -317,6 +492,11 @@ func (e *Engine) Close() error {
 		if e.stopSampler != nil {
 			close(e.stopSampler)
 			<-e.samplerDone
+		}
+		if e.stopReconcile != nil {
+			e.beginClosing()
+			close(e.stopReconcile)
+			<-e.reconcileDone
 		}
 	})
 	// No share mutation is half done (see shareMu).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/strata-storage/strata/bdev"
 	"github.com/strata-storage/strata/bdev/bdevtest"
+	"github.com/strata-storage/strata/bdev/malloc"
 	"github.com/strata-storage/strata/engine"
 	"github.com/strata-storage/strata/engine/enginetest"
 	"github.com/strata-storage/strata/reactor"
@@ -676,4 +678,117 @@ func TestOpenUpgradesVersion1State(t *testing.T) {
 	again, err := os.ReadFile(path)
 	require.NoError(t, err)
 	require.Equal(t, now, again, "a current file is not rewritten on open")
+}
+
+// openReconciling opens an engine that retries what failed to come up
+// every few milliseconds.
+func (f *fixture) openReconciling(t *testing.T) *engine.Engine {
+	t.Helper()
+	e, err := engine.Open(engine.Config{DataDir: f.dir, Reactors: f.g, SampleInterval: -1, Exporter: f.x, ReconcileInterval: 5 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, e.Close()) })
+	return e
+}
+
+// A pool whose device failed to open is tried again while the engine
+// runs: once the device is whole, the pool, its volume (data intact) and
+// the volume's share are back, with no restart.
+func TestFaultedPoolComesBack(t *testing.T) {
+	f := newFixture(t)
+	e, err := f.tryOpen(false)
+	require.NoError(t, err)
+	img := filepath.Join(f.dir, "p.img")
+	require.NoError(t, os.WriteFile(img, nil, 0o600))
+	require.NoError(t, os.Truncate(img, 8<<20))
+	mustPool(t, e, "p", f.img("p.img"))
+	mustVolume(t, e, "v", "p", 1<<20)
+	_, _, err = e.CreateShare(ctx, shareSpec("v"))
+	require.NoError(t, err)
+	dev, err := e.VolumeDevice("v")
+	require.NoError(t, err)
+	data := bytes.Repeat([]byte{0x6b}, 4096)
+	write(t, dev, f.g.Get(0), 3, data)
+	require.NoError(t, e.Close())
+
+	require.NoError(t, os.Truncate(img, 4<<20)) // smaller than the pool: faulted
+	e = f.openReconciling(t)
+	p, _ := e.Pool("p")
+	require.Equal(t, engine.StateFaulted, p.State)
+	time.Sleep(50 * time.Millisecond) // retries, failing
+	p, _ = e.Pool("p")
+	require.Equal(t, engine.StateFaulted, p.State)
+
+	require.NoError(t, os.Truncate(img, 8<<20))
+	require.Eventually(t, func() bool {
+		sh, err := e.Share("v")
+		return err == nil && sh.State == engine.StateExported
+	}, 10*time.Second, 5*time.Millisecond, "the share comes back with its pool")
+	p, _ = e.Pool("p")
+	require.Equal(t, engine.StateOnline, p.State)
+	v, _ := e.Volume("v")
+	require.Equal(t, engine.StateOnline, v.State)
+	dev, err = e.VolumeDevice("v")
+	require.NoError(t, err)
+	require.Equal(t, data, read(t, dev, f.g.Get(0), 3, len(data)))
+	require.Equal(t, []string{shareSpec("v").NQN}, f.x.NQNs())
+}
+
+// A share the exporter refused at start is offered again until it takes.
+func TestRefusedShareIsOfferedAgain(t *testing.T) {
+	f := newFixture(t)
+	e, err := f.tryOpen(false)
+	require.NoError(t, err)
+	mustPool(t, e, "p", f.img("p.img")+"?size=8MiB")
+	mustVolume(t, e, "v", "p", 1<<20)
+	_, _, err = e.CreateShare(ctx, shareSpec("v"))
+	require.NoError(t, err)
+	require.NoError(t, e.Close())
+
+	f.x.FailNext(errors.New("address in use"))
+	e = f.openReconciling(t)
+	require.Eventually(t, func() bool {
+		sh, err := e.Share("v")
+		return err == nil && sh.State == engine.StateExported
+	}, 10*time.Second, 5*time.Millisecond)
+	require.Equal(t, []string{shareSpec("v").NQN}, f.x.NQNs())
+}
+
+// A pool's device that takes its time to open (a remote target that does
+// not answer) holds neither reads nor other mutations, and a caller that
+// stops waiting gets ErrInterrupted; the device, when it opens at last,
+// is closed again and the name is free.
+func TestCreatePoolOpensOutsideTheLock(t *testing.T) {
+	f := newFixture(t)
+	release := make(chan struct{})
+	opened := make(chan bdev.Device, 1)
+	devs := engine.DefaultDevices()
+	devs["slow"] = func(name string, u *url.URL) (bdev.Device, error) {
+		<-release
+		d, err := malloc.New(name, 8<<20, 512)
+		opened <- d
+		return d, err
+	}
+	e, err := engine.Open(engine.Config{DataDir: f.dir, Reactors: f.g, SampleInterval: -1, Devices: devs})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, e.Close()) })
+
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := e.CreatePool(short, engine.PoolSpec{Name: "r", URI: "slow:///"})
+		done <- err
+	}()
+	require.ErrorIs(t, <-done, engine.ErrInterrupted)
+	_, _, err = e.CreatePool(ctx, engine.PoolSpec{Name: "r", URI: "slow:///"})
+	require.ErrorIs(t, err, engine.ErrConflict, "still being opened")
+	mustPool(t, e, "m", "malloc:///?size=8MiB") // the engine is not held
+	require.Len(t, e.Pools(), 1)
+
+	close(release)
+	<-opened
+	require.Eventually(t, func() bool {
+		_, _, err := e.CreatePool(ctx, engine.PoolSpec{Name: "r", URI: "malloc:///?size=8MiB"})
+		return err == nil
+	}, 5*time.Second, time.Millisecond, "the name is free once the late device is closed")
 }

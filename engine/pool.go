@@ -89,8 +89,11 @@ func (e *Engine) Pool(name string) (Pool, error) {
 
 // CreatePool opens the device spec.URI names and makes it a pool. Asking
 // again for an existing pool with the same URI returns it (created false);
-// another URI under the same name is a conflict.
-func (e *Engine) CreatePool(_ context.Context, spec PoolSpec) (Pool, bool, error) {
+// another URI under the same name is a conflict. The device is opened
+// outside the engine's mutex (a remote namespace may take its connect
+// timeout); when ctx ends first, CreatePool returns ErrInterrupted and
+// the pool is not made.
+func (e *Engine) CreatePool(ctx context.Context, spec PoolSpec) (Pool, bool, error) {
 	if err := bdev.ValidName(spec.Name); err != nil {
 		return Pool{}, false, errorf(ErrInvalid, "pool name: %v", err)
 	}
@@ -107,22 +110,39 @@ func (e *Engine) CreatePool(_ context.Context, spec PoolSpec) (Pool, bool, error
 	if err := e.begin(); err != nil {
 		return Pool{}, false, err
 	}
-	defer e.mu.Unlock()
 	if p, ok := e.st.pools[spec.Name]; ok {
+		defer e.mu.Unlock()
 		if p.URI != spec.URI {
 			return Pool{}, false, errorf(ErrConflict, "pool %q exists with URI %q", spec.Name, p.URI)
 		}
 		return e.poolView(spec.Name), false, nil
 	}
+	if uri, ok := e.opening[spec.Name]; ok {
+		e.mu.Unlock()
+		return Pool{}, false, errorf(ErrConflict, "pool %q is being created with URI %q", spec.Name, uri)
+	}
 	if other := e.poolUsingPath(u); other != "" {
+		e.mu.Unlock()
 		return Pool{}, false, errorf(ErrConflict, "pool %q already uses %s", other, u.Path)
 	}
-	dev, err := e.reg.Create(spec.Name, spec.URI)
+	e.opening[spec.Name] = spec.URI
+	e.mu.Unlock()
+
+	dev, err := e.openDevice(ctx, spec.Name, spec.URI)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if errors.Is(err, ErrInterrupted) {
+		return Pool{}, false, err // the opening goes on, and is undone
+	}
+	delete(e.opening, spec.Name)
 	if err != nil {
 		if errors.Is(err, bdev.ErrBadURI) || errors.Is(err, bdev.ErrBadScheme) {
 			return Pool{}, false, errorf(ErrInvalid, "pool URI %q: %w", spec.URI, err)
 		}
 		return Pool{}, false, errorf(ErrDevice, "pool %q: open %s: %w", spec.Name, spec.URI, err)
+	}
+	if e.closed {
+		return Pool{}, false, errors.Join(ErrClosed, e.reg.Delete(spec.Name))
 	}
 	in := dev.Info()
 	next := e.st.clone()
@@ -136,6 +156,37 @@ func (e *Engine) CreatePool(_ context.Context, spec PoolSpec) (Pool, bool, error
 	e.pools[spec.Name] = &livePool{dev: dev}
 	e.log.Info("pool created", "pool", spec.Name, "uri", spec.URI, "capacity_bytes", in.Size())
 	return e.poolView(spec.Name), true, nil
+}
+
+// openDevice opens a pool's device, without the engine's mutex. When ctx
+// ends first it returns ErrInterrupted; the device, once open, is closed
+// again and the name freed in e.opening.
+func (e *Engine) openDevice(ctx context.Context, name, uri string) (bdev.Device, error) {
+	type opened struct {
+		dev bdev.Device
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		dev, err := e.reg.Create(name, uri)
+		done <- opened{dev, err}
+	}()
+	select {
+	case o := <-done:
+		return o.dev, o.err
+	case <-ctx.Done():
+		go func() {
+			if o := <-done; o.err == nil {
+				if err := e.reg.Delete(name); err != nil {
+					e.log.Warn("pool device opened too late, and closing it failed", "pool", name, "err", err)
+				}
+			}
+			e.mu.Lock()
+			delete(e.opening, name)
+			e.mu.Unlock()
+		}()
+		return nil, errorf(ErrInterrupted, "pool %q not created: stopped waiting for %s to open: %w", name, uri, ctx.Err())
+	}
 }
 
 // checkURIOptions checks the options every device kind shares (size,
