@@ -108,9 +108,10 @@ type Engine struct {
 // livePool is a pool's runtime half: its device, or why it has none and
 // when to try again.
 type livePool struct {
-	dev   bdev.Device // nil when faulted
-	err   error
-	retry retry
+	dev     bdev.Device // nil when faulted
+	err     error       // why it is faulted (set first, while the device is taken down)
+	retry   retry
+	unwatch func() // ends the subscription to dev's events
 }
 
 // liveVolume is a volume's runtime half.
@@ -272,7 +273,7 @@ func (e *Engine) bringUpVolume(name string) (owed bool) {
 	p := e.pools[v.Pool]
 	lv.err = nil
 	switch {
-	case p.dev == nil:
+	case p.err != nil:
 		lv.err = fmt.Errorf("pool %s is faulted", v.Pool)
 		return false
 	case online > 0:
@@ -461,7 +462,85 @@ func (e *Engine) openPool(ctx context.Context, p poolRecord) *livePool {
 		return &livePool{err: err}
 	}
 	e.log.Info("pool online", "pool", p.Name, "uri", p.URI, "capacity_bytes", p.Blocks*uint64(p.BlockSize))
-	return &livePool{dev: dev}
+	return e.watchPool(p.Name, dev)
+}
+
+// watchPool makes the live half of a pool whose device is open, listening
+// to the device's events.
+func (e *Engine) watchPool(name string, dev bdev.Device) *livePool {
+	lp := &livePool{dev: dev}
+	lp.unwatch = dev.Subscribe(func(ev bdev.Event) {
+		switch ev.Kind {
+		case bdev.EventFaulted, bdev.EventRemoved:
+			err := ev.Err
+			if err == nil {
+				err = errors.New("device removed")
+			}
+			// Not on the device's goroutine: taking the pool down waits
+			// for the exporter and closes the device.
+			go e.poolFaulted(name, lp, err)
+		case bdev.EventResized:
+			e.log.Info("pool device resized; the pool keeps its size", "pool", name, "device_blocks", ev.Info.Blocks)
+		}
+	})
+	return lp
+}
+
+// poolFaulted takes down a pool whose device faulted while in use: its
+// shares stop being exported, its volumes' work stops and their devices
+// close, then the device; the pool is then faulted as if it had failed to
+// open, and the reconciler tries it again.
+func (e *Engine) poolFaulted(name string, lp *livePool, err error) {
+	e.shareMu.Lock()
+	defer e.shareMu.Unlock()
+	e.mu.Lock()
+	if e.closed || e.pools[name] != lp || lp.dev == nil || lp.err != nil {
+		e.mu.Unlock()
+		return
+	}
+	e.log.Error("pool faulted", "pool", name, "err", err)
+	lp.err = err
+	var shares []shareRecord
+	var jobs []*job
+	var vols []bdev.Device
+	for _, vname := range slices.Sorted(maps.Keys(e.st.volumes)) {
+		if e.st.volumes[vname].Pool != name {
+			continue
+		}
+		lv := e.volumes[vname]
+		if j := lv.job; j != nil && j.running() {
+			j.cancel(err)
+			jobs = append(jobs, j)
+		}
+		if ls := e.shares[vname]; ls != nil && ls.exported {
+			ls.exported, ls.err = false, fmt.Errorf("pool %s is faulted: %v", name, err)
+			shares = append(shares, e.st.shares[vname])
+		}
+		if lv.dev != nil {
+			vols = append(vols, lv.dev)
+			lv.dev = nil
+		}
+		lv.err = fmt.Errorf("pool %s is faulted: %v", name, err)
+	}
+	e.mu.Unlock()
+	for _, j := range jobs {
+		<-j.stopped
+	}
+	for _, sh := range shares {
+		e.removeLate(sh)
+	}
+	for _, d := range vols {
+		if err := d.Close(); err != nil {
+			e.log.Error("volume device did not close", "pool", name, "err", err)
+		}
+	}
+	lp.unwatch()
+	if err := e.reg.Delete(name); err != nil {
+		e.log.Error("pool device did not close", "pool", name, "err", err)
+	}
+	e.mu.Lock()
+	lp.dev = nil // the reconciler opens it again when it is due
+	e.mu.Unlock()
 }
 
 // commit makes next the current state once it is on disk.

@@ -17,6 +17,7 @@ import (
 	"github.com/strata-storage/strata/bdev/malloc"
 	"github.com/strata-storage/strata/engine"
 	"github.com/strata-storage/strata/engine/enginetest"
+	"github.com/strata-storage/strata/nvmeof/target"
 	"github.com/strata-storage/strata/reactor"
 )
 
@@ -791,4 +792,56 @@ func TestCreatePoolOpensOutsideTheLock(t *testing.T) {
 		_, _, err := e.CreatePool(ctx, engine.PoolSpec{Name: "r", URI: "malloc:///?size=8MiB"})
 		return err == nil
 	}, 5*time.Second, time.Millisecond, "the name is free once the late device is closed")
+}
+
+// A pool on a remote namespace whose target goes away for longer than
+// the device's loss timeout faults while in use: its share stops being
+// exported and its volume goes faulted. Once the target is back, the
+// reconciler opens the pool again: volume, data and share return.
+func TestRemotePoolFaultsAndComesBack(t *testing.T) {
+	f := newFixture(t)
+	remote, err := malloc.New("remote", 16<<20, 512)
+	require.NoError(t, err)
+	t.Cleanup(func() { remote.Close() })
+	const sub = "nqn.2024-01.io.strata:remote-pool"
+	serveRemote := func(addr string) (*target.Target, string) {
+		tg := target.New(f.g, target.Config{})
+		require.NoError(t, tg.AddSubsystem(target.SubsystemConfig{
+			NQN: sub, Serial: "R1", AllowAnyHost: true, Namespaces: []target.Namespace{{ID: 1, Device: remote}},
+		}))
+		a, err := tg.Listen(addr)
+		require.NoError(t, err)
+		t.Cleanup(func() { tg.Close() })
+		return tg, a.String()
+	}
+	tg, addr := serveRemote("127.0.0.1:0")
+	e := f.openReconciling(t)
+	mustPool(t, e, "r", "nvmf://"+addr+"/"+sub+"?loss=200ms&timeout=1s")
+	mustVolume(t, e, "v", "r", 1<<20)
+	_, _, err = e.CreateShare(ctx, shareSpec("v"))
+	require.NoError(t, err)
+	dev, err := e.VolumeDevice("v")
+	require.NoError(t, err)
+	data := bytes.Repeat([]byte{0x3c}, 4096)
+	write(t, dev, f.g.Get(0), 5, data)
+
+	require.NoError(t, tg.Close())
+	require.Eventually(t, func() bool {
+		p, err := e.Pool("r")
+		return err == nil && p.State == engine.StateFaulted
+	}, 10*time.Second, 5*time.Millisecond, "the pool faults after the loss timeout")
+	require.Eventually(t, func() bool { return len(f.x.NQNs()) == 0 }, 10*time.Second, 5*time.Millisecond, "its share is no longer exported")
+	v, _ := e.Volume("v")
+	require.Equal(t, engine.StateFaulted, v.State)
+	p, _ := e.Pool("r")
+	require.Contains(t, p.Error, "unreachable")
+
+	serveRemote(addr)
+	require.Eventually(t, func() bool {
+		sh, err := e.Share("v")
+		return err == nil && sh.State == engine.StateExported
+	}, 20*time.Second, 5*time.Millisecond, "the share comes back with its pool")
+	dev, err = e.VolumeDevice("v")
+	require.NoError(t, err)
+	require.Equal(t, data, read(t, dev, f.g.Get(0), 5, len(data)))
 }

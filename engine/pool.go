@@ -55,7 +55,7 @@ func (e *Engine) poolView(name string) Pool {
 		BlockSize: p.BlockSize, CapacityBytes: p.Blocks * bs,
 		FreeBytes: p.Free.FreeBlocks() * bs, LargestFreeBytes: p.Free.Largest() * bs,
 	}
-	if lp.dev == nil {
+	if lp.err != nil {
 		v.State, v.Error = StateFaulted, lp.err.Error()
 	}
 	for _, vol := range e.st.volumes {
@@ -153,7 +153,7 @@ func (e *Engine) CreatePool(ctx context.Context, spec PoolSpec) (Pool, bool, err
 	if err := e.commit(next); err != nil {
 		return Pool{}, false, errors.Join(err, e.reg.Delete(spec.Name))
 	}
-	e.pools[spec.Name] = &livePool{dev: dev}
+	e.pools[spec.Name] = e.watchPool(spec.Name, dev)
 	e.log.Info("pool created", "pool", spec.Name, "uri", spec.URI, "capacity_bytes", in.Size())
 	return e.poolView(spec.Name), true, nil
 }
@@ -249,7 +249,8 @@ func (e *Engine) DeletePool(_ context.Context, name string) error {
 		return err
 	}
 	var err error
-	if e.pools[name].dev != nil {
+	if lp := e.pools[name]; lp.dev != nil {
+		lp.unwatch()
 		err = e.reg.Delete(name)
 	}
 	delete(e.pools, name)

@@ -161,7 +161,7 @@ func (e *Engine) createVolume(spec VolumeSpec) (*job, bool, error) {
 		return nil, false, errorf(ErrNotFound, "pool %q not found", spec.Pool)
 	}
 	lp := e.pools[spec.Pool]
-	if lp.dev == nil {
+	if lp.err != nil {
 		return nil, false, errorf(ErrConflict, "pool %q is faulted: %v", spec.Pool, lp.err)
 	}
 	bs := uint64(p.BlockSize)

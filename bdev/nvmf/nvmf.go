@@ -8,7 +8,9 @@
 //
 // A lost connection does not lose the device: the channel's queue
 // reconnects in the background (and the controller with it when the
-// admin queue is gone too), requests wait meanwhile, and each is bounded
+// admin queue is gone too; a controller whose admin queue ends, by the
+// target's restart or a failed keep-alive, is reconnected whether any
+// I/O asks or not), requests wait meanwhile, and each is bounded
 // by the device's timeout (timeout=, 30 s by default, as Linux's
 // io_timeout): on expiry the queue is reset and the request finishes
 // StatusTimeout. Requests whose outcome the connection took with it
@@ -275,10 +277,15 @@ func (d *Device) connectQueue(ctx context.Context, r *reactor.Reactor, qid uint1
 		d.connectFailed(err)
 		return nil, err
 	}
+	d.connected()
+	return q, nil
+}
+
+// connected resets the loss timeout's clock.
+func (d *Device) connected() {
 	d.mu.Lock()
 	d.downSince = time.Time{}
 	d.mu.Unlock()
-	return q, nil
 }
 
 // connectFailed faults the device once connecting has failed for its loss
@@ -322,16 +329,56 @@ func (d *Device) fault(err error) {
 	d.Notify(bdev.Event{Kind: bdev.EventFaulted, Err: err})
 }
 
-// watch looks at the namespace's size whenever asked, until Close.
+// watch looks at the namespace's size whenever asked, and brings the
+// controller back whenever its admin queue ends, idle channels or not
+// (so a remote that is gone is noticed, and faults the device in its loss
+// timeout, with no I/O to find out), until Close or a fault.
 func (d *Device) watch() {
 	defer d.watcher.Done()
-	for {
+	for d.Err() == nil {
 		select {
 		case <-d.watchCtx.Done():
 			return
 		case <-d.sizeCheck:
 			d.checkSize()
+		case <-d.ctrl.Admin().Closed():
+			d.recover()
 		}
+	}
+}
+
+// recover reconnects the controller, with backoff, until it works (or a
+// channel's reconnect did it first), the device faults or closes.
+func (d *Device) recover() {
+	delay := reconnectMin
+	for {
+		d.reconnect.Lock()
+		if d.ctrl.Admin().Err() == nil {
+			d.reconnect.Unlock()
+			return
+		}
+		ctx, cancel := context.WithTimeout(d.watchCtx, connectTimeout)
+		err := d.ctrl.Reconnect(ctx)
+		cancel()
+		d.reconnect.Unlock()
+		switch {
+		case err == nil:
+			d.connected()
+			askOnce(d.sizeCheck) // events were lost with the association
+			return
+		case d.watchCtx.Err() != nil:
+			return
+		}
+		d.connectFailed(err)
+		if d.Err() != nil {
+			return
+		}
+		select {
+		case <-d.watchCtx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, reconnectMax)
 	}
 }
 

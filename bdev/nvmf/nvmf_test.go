@@ -322,3 +322,32 @@ func TestFaultsAfterLossTimeout(t *testing.T) {
 	export(t, dev, addr)
 	require.Equal(t, bdev.StatusNotReady, c.Do(t, bdev.OpRead, 0, 8, buf), "faulted for good")
 }
+
+// A device with no channel, or channels with no I/O, still notices its
+// remote is gone: its controller reconnects in the background, and the
+// loss timeout faults it.
+func TestIdleDeviceFaults(t *testing.T) {
+	tg, addr := export(t, ram(t, 32<<20), "127.0.0.1:0")
+	d := open(t, addr, nvmf.Options{LossTimeout: 200 * time.Millisecond})
+	evs := events(t, d)
+	tg.Close()
+	ev := nextEvent(t, evs)
+	require.Equal(t, bdev.EventFaulted, ev.Kind)
+	require.ErrorContains(t, ev.Err, "unreachable")
+}
+
+// A remote back within the loss timeout is reconnected with no I/O asking
+// for it, and the device goes on.
+func TestIdleDeviceReconnects(t *testing.T) {
+	dev := ram(t, 32<<20)
+	tg, addr := export(t, dev, "127.0.0.1:0")
+	d := open(t, addr, nvmf.Options{LossTimeout: time.Minute})
+	tg.Close()
+	time.Sleep(100 * time.Millisecond)
+	tg2, _ := export(t, dev, addr)
+	require.Eventually(t, func() bool { return tg2.Controllers(subNQN) == 1 }, 10*time.Second, 5*time.Millisecond,
+		"the controller is back before any I/O")
+	c := bdevtest.Open(t, d, bdevtest.Reactors(t).Get(0))
+	require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpRead, 0, 8, bdevtest.Buffers(t, 4096)))
+	require.NoError(t, d.Err())
+}

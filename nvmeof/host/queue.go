@@ -669,6 +669,10 @@ func (q *Queue) Err() error {
 	return q.err
 }
 
+// Closed is closed once the queue has ended or is ending (Err is set):
+// for a watcher of the connection. Safe from any goroutine.
+func (q *Queue) Closed() <-chan struct{} { return q.closed }
+
 // Ended reports whether the queue has ended: Start would fail a request
 // at once. On the queue's reactor only.
 func (q *Queue) Ended() bool { return q.dead }
