@@ -18,6 +18,9 @@ type keepAlive struct {
 
 func newKeepAlive(timeout time.Duration, expire func()) *keepAlive {
 	k := &keepAlive{timeout: timeout, expire: expire}
+	// Under the lock: a timer that fires before it is stored waits for it.
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	if timeout > 0 {
 		k.timer = time.AfterFunc(timeout, k.fire)
 	}
