@@ -33,9 +33,13 @@ const (
 // ErrStopped reports a reactor that no longer accepts work.
 var ErrStopped = errors.New("reactor: stopped")
 
-// wakeUserData marks the CQE of the armed eventfd read; operation slots use
-// user data below 2^32.
-const wakeUserData = math.MaxUint64
+// wakeUserData marks the CQE of the armed eventfd read, cancelUserData
+// those of the cancellations a stopping reactor asks for; operation slots
+// use user data below 2^32.
+const (
+	wakeUserData   = math.MaxUint64
+	cancelUserData = math.MaxUint64 - 1
+)
 
 // Config configures one reactor.
 type Config struct {
@@ -118,14 +122,16 @@ type Reactor struct {
 	wakeMem  *iomem.Region // the 8 bytes the eventfd read lands in
 	slots    []Completer   // in-flight operations by slot index
 	waitSlot []bool        // slots holding an operation from PrepWait
-	freeSlot []uint32
-	deferred taskQueue
-	pollers  []Poller
-	cqes     [reapBatch]uring.CQE
-	files    []bool // registered-file slots in use
-	inflight int    // operations in flight
-	waiting  int    // of which from PrepWait
-	started  time.Time
+	// slots whose PrepWait operation a stopping reactor asked to cancel
+	cancelSent []bool
+	freeSlot   []uint32
+	deferred   taskQueue
+	pollers    []Poller
+	cqes       [reapBatch]uring.CQE
+	files      []bool // registered-file slots in use
+	inflight   int    // operations in flight
+	waiting    int    // of which from PrepWait
+	started    time.Time
 }
 
 // Start creates a reactor and runs its loop on a new goroutine; it returns
@@ -214,6 +220,10 @@ func (r *Reactor) Stop() {
 	<-r.done
 }
 
+// Done is closed once the reactor has stopped: its loop has ended and no
+// operation of it is in flight, so no buffer is the kernel's any more.
+func (r *Reactor) Done() <-chan struct{} { return r.done }
+
 // Counters returns the reactor's totals.
 func (r *Reactor) Counters() Counters {
 	c := &r.counters
@@ -276,6 +286,7 @@ func (r *Reactor) setup() error {
 	n := ring.CQEntries()
 	r.slots = make([]Completer, n)
 	r.waitSlot = make([]bool, n)
+	r.cancelSent = make([]bool, n)
 	r.freeSlot = make([]uint32, n)
 	for i := range n {
 		r.freeSlot[i] = n - 1 - i
@@ -552,14 +563,18 @@ func (r *Reactor) reap() int {
 }
 
 func (r *Reactor) complete(cqe *uring.CQE) {
-	if cqe.UserData == wakeUserData {
+	switch cqe.UserData {
+	case wakeUserData:
 		r.armWake()
 		return
+	case cancelUserData:
+		return // the cancelled operation completes on its own
 	}
 	slot := uint32(cqe.UserData)
 	c := r.slots[slot]
 	invariants.Assert(c != nil, "reactor: completion for a free slot")
 	r.slots[slot] = nil
+	r.cancelSent[slot] = false
 	r.freeSlot = append(r.freeSlot, slot)
 	r.inflight--
 	if r.waitSlot[slot] {
@@ -569,10 +584,14 @@ func (r *Reactor) complete(cqe *uring.CQE) {
 }
 
 // drain runs what was queued and waits for operations in flight, so that no
-// buffer is still owned by the kernel when the ring closes.
+// buffer is still owned by the kernel when the ring closes. Operations
+// that wait on a peer (PrepWait: a socket's receive) might wait for ever:
+// they are cancelled, and complete -ECANCELED; the others complete on
+// their own.
 func (r *Reactor) drain() {
 	for {
 		work := r.runTasks() + r.runDeferred()
+		r.cancelWaiting()
 		r.submit()
 		work += r.reap()
 		if work == 0 && r.inflight == 0 && r.inbox.Empty() && r.deferred.len() == 0 {
@@ -582,6 +601,22 @@ func (r *Reactor) drain() {
 			if _, err := r.ring.SubmitAndWait(1); err != nil && !errors.Is(err, unix.EAGAIN) {
 				return
 			}
+		}
+	}
+}
+
+// cancelWaiting asks the kernel to cancel every PrepWait operation in
+// flight it has not been asked to already.
+func (r *Reactor) cancelWaiting() {
+	if r.waiting == 0 {
+		return
+	}
+	for slot, c := range r.slots {
+		if c != nil && r.waitSlot[slot] && !r.cancelSent[slot] {
+			r.cancelSent[slot] = true
+			sqe := r.getSQE()
+			sqe.PrepCancel(uint64(slot))
+			sqe.UserData = cancelUserData
 		}
 	}
 }

@@ -563,3 +563,33 @@ func TestPollerRemovedDuringPoll(t *testing.T) {
 	require.Equal(t, bPolls, cPolls, "b and c polled every turn, once")
 	require.EqualValues(t, 1, a.polls.Load())
 }
+
+// A stopping reactor does not wait for ever for operations that wait on
+// a peer: a receive on a socket nobody writes to is cancelled, and its
+// completer hears -ECANCELED.
+func TestStopCancelsWaitingReceives(t *testing.T) {
+	r, err := Start(Config{Core: -1})
+	require.NoError(t, err)
+	mem, err := iomem.Map(4096)
+	require.NoError(t, err)
+	defer mem.Unmap()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	op := &recvOp{fd: int32(fds[0]), buf: mem.Bytes()[:64], done: make(chan int32, 1)}
+	require.True(t, r.Send(op))
+	require.Eventually(t, func() bool {
+		var w int
+		err := r.Call(func(r *Reactor) error { w = r.waiting; return nil })
+		return err == nil && w == 1
+	}, 5*time.Second, time.Millisecond)
+	stopped := make(chan struct{})
+	go func() { r.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Stop waited for a receive that never completes")
+	}
+	require.EqualValues(t, -int32(unix.ECANCELED), <-op.done)
+}

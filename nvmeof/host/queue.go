@@ -629,18 +629,22 @@ func (q *Queue) fail(err error) {
 }
 
 // finalizeStopped releases a queue whose reactor is stopping, or stopped,
-// under it (it took no task to end the queue). A stopping reactor waits
-// for the operations it has in flight: shutting the socket down ends the
-// queue's receive and send at once, so that wait ends; their completions
-// then end the queue on the reactor as a lost connection would. The
-// descriptor is closed only after the shutdown, so nothing can reach a
-// reused one. The receive buffer stays mapped: the receive may still be
-// completing into it.
+// under it (it took no task to end the queue). Shutting the socket down
+// ends the queue's receive and send at once (the stopping reactor cancels
+// a receive too); their completions then end the queue on the reactor as
+// a lost connection would. The descriptor is closed only after the
+// shutdown, so nothing can reach a reused one, and the receive buffer is
+// unmapped once the reactor has stopped, when nothing can complete into
+// it.
 func (q *Queue) finalizeStopped() {
 	q.finalizeOnce.Do(func() {
 		unix.Shutdown(q.fd, unix.SHUT_RDWR)
 		unix.Close(q.fd)
 		close(q.done)
+		go func() {
+			<-q.r.Done()
+			q.mem.Unmap()
+		}()
 	})
 }
 

@@ -168,7 +168,10 @@ func (q *ioQueue) abort() {
 // conn's goroutine.
 func (q *ioQueue) shutdown() {
 	if err := q.r.Post(reactor.TaskFunc(func(*reactor.Reactor) { q.end(nil) })); err != nil {
-		// The reactor is gone, and with it everything in flight.
+		// The reactor is stopping or stopped: once it has, nothing of the
+		// queue is in flight (it cancels the receive) and the socket and
+		// buffers can go.
+		<-q.r.Done()
 		q.c.nc.Close()
 		q.release()
 		return

@@ -72,25 +72,26 @@ type Op uint8
 
 // Opcodes used by Strata (enum io_uring_op).
 const (
-	OpNop        Op = 0
-	OpReadv      Op = 1
-	OpWritev     Op = 2
-	OpFsync      Op = 3
-	OpReadFixed  Op = 4
-	OpWriteFixed Op = 5
-	OpPollAdd    Op = 6
-	OpSendmsg    Op = 9
-	OpFallocate  Op = 17
-	OpRead       Op = 22
-	OpWrite      Op = 23
-	OpRecv       Op = 27
-	OpMsgRing    Op = 40
+	OpNop         Op = 0
+	OpReadv       Op = 1
+	OpWritev      Op = 2
+	OpFsync       Op = 3
+	OpReadFixed   Op = 4
+	OpWriteFixed  Op = 5
+	OpPollAdd     Op = 6
+	OpSendmsg     Op = 9
+	OpAsyncCancel Op = 14
+	OpFallocate   Op = 17
+	OpRead        Op = 22
+	OpWrite       Op = 23
+	OpRecv        Op = 27
+	OpMsgRing     Op = 40
 )
 
 var opNames = [...]string{
 	OpNop: "NOP", OpReadv: "READV", OpWritev: "WRITEV", OpFsync: "FSYNC",
 	OpReadFixed: "READ_FIXED", OpWriteFixed: "WRITE_FIXED", OpPollAdd: "POLL_ADD",
-	OpSendmsg: "SENDMSG", OpFallocate: "FALLOCATE", OpRead: "READ", OpWrite: "WRITE",
+	OpSendmsg: "SENDMSG", OpAsyncCancel: "ASYNC_CANCEL", OpFallocate: "FALLOCATE", OpRead: "READ", OpWrite: "WRITE",
 	OpRecv: "RECV", OpMsgRing: "MSG_RING",
 }
 

@@ -77,6 +77,15 @@ func (s *SQE) PrepRecv(fd int32, buf []byte, flags uint32) {
 	s.OpFlags = flags
 }
 
+// PrepCancel prepares the cancellation of the operation in flight whose
+// user data is target (IORING_OP_ASYNC_CANCEL): it completes with 0 once
+// that operation was cancelled (which then completes -ECANCELED),
+// -ENOENT when none was found, -EALREADY when it is running and cannot
+// be stopped (a disk read already issued completes on its own).
+func (s *SQE) PrepCancel(target uint64) {
+	s.prepRW(OpAsyncCancel, -1, target, 0, 0)
+}
+
 // SetRWFlags sets the per-operation RWF_* flags of a read or write
 // (unix.RWF_DSYNC gives write-through for FUA).
 func (s *SQE) SetRWFlags(flags uint32) { s.OpFlags = flags }
