@@ -36,10 +36,13 @@ type conn struct {
 	sqsize    uint32
 	sqFlowOff bool
 	ctrl      *Controller
-	ioq       atomic.Pointer[ioQueue] // set by Connect on an I/O queue
+	ioq       atomic.Pointer[ioQueue]    // set by Connect on an I/O queue
+	adminq    atomic.Pointer[adminQueue] // set once an admin queue is on its reactor
 
-	// Admin-queue writes: the conn's goroutine and event senders share the
-	// socket, so they take wmu. I/O queues write only from their reactor.
+	// Admin-queue responses: the conn's goroutine and event senders both
+	// make them, in order under wmu (to the socket during the handshake,
+	// then to the admin queue's reactor). I/O queues write only from
+	// their reactor.
 	wmu     sync.Mutex
 	wbuf    []byte
 	sqhd    uint16 // SQ head reported in responses (admin queue)
@@ -68,26 +71,32 @@ func (c *conn) abort() {
 	if q := c.ioq.Load(); q != nil {
 		q.abort()
 	}
+	if q := c.adminq.Load(); q != nil {
+		q.abort()
+	}
 }
 
 // serve runs the connection to its end.
 func (c *conn) serve() {
 	err := c.run()
-	q := c.ioq.Load()
+	q, aq := c.ioq.Load(), c.adminq.Load()
 	var fe *pdu.FatalError
 	switch {
 	case errors.As(err, &fe):
 		c.t.countFatal()
 		c.log.Warn("closing connection: malformed PDU", "qid", c.qid, "err", err)
-		if q == nil { // an I/O queue's reactor sent the C2HTermReq
+		if q == nil && aq == nil { // a queue's reactor sent the C2HTermReq
 			c.terminate(fe)
 		}
 	case err != nil && !c.aborted.Load() && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
 		c.log.Info("connection ended", "qid", c.qid, "err", err)
 	}
-	if q != nil {
+	switch {
+	case q != nil:
 		q.shutdown() // waits for in-flight commands, then closes the socket
-	} else {
+	case aq != nil:
+		aq.shutdown()
+	default:
 		c.nc.Close()
 	}
 	if c.ctrl != nil {
@@ -362,6 +371,9 @@ func (c *conn) respond(cid uint16, data []byte, dw0, dw1 uint32, st nvme.Status)
 	n := pdu.EncodeCapsuleResp(hdr[:], c.hdgst)
 	b = append(b, hdr[:n]...)
 	c.wbuf = b
+	if q := c.adminq.Load(); q != nil {
+		return q.send(append([]byte(nil), b...))
+	}
 	c.nc.SetWriteDeadline(time.Now().Add(handshakeTimeout))
 	if _, err := c.nc.Write(b); err != nil {
 		return fmt.Errorf("target: send response: %w", err)
@@ -379,30 +391,44 @@ func (c *conn) nextSQHead() uint16 {
 	return c.sqhd
 }
 
-// adminLoop serves the admin queue.
+// adminLoop serves the admin queue: its bytes on a reactor through the
+// transport, its commands here, in order.
 func (c *conn) adminLoop() error {
-	c.rd.SetConfig(pdu.Config{Accept: hostToController, HeaderDigest: c.hdgst, DataDigest: c.ddgst, MaxData: adminInCapsuleBytes})
-	buf := make([]byte, adminInCapsuleBytes)
+	q, err := newAdminQueue(c)
+	if err != nil {
+		return err
+	}
+	c.wmu.Lock()
+	c.adminq.Store(q) // responses go through the reactor from now on
+	c.wmu.Unlock()
+	early, _ := c.br.Peek(c.br.Buffered()) // commands sent right after Connect
+	if err := q.start(early); err != nil {
+		return fmt.Errorf("target: reactor: %w", err)
+	}
 	for {
-		cmd, data, err := c.readCapsule(buf)
-		if errors.Is(err, pdu.ErrDataDigest) {
+		var cp adminCapsule
+		select {
+		case cp = <-q.capsules:
+		case <-q.ended:
+			return q.endErr
+		}
+		cmd := nvme.Command(cp.cmd[:])
+		if !cp.digestOK {
+			// Not fatal (TP 8000, 3.6.2.x): the command fails.
 			if err := c.respond(cmd.CID(), nil, 0, 0, nvme.TransientTransportError); err != nil {
 				return err
 			}
 			continue
 		}
-		if err != nil {
-			return err
-		}
 		if dir, want, ok := adminTransfer(cmd); ok {
-			if st := checkDataPointer(cmd, dir, want, uint32(len(data))); !st.OK() {
+			if st := checkDataPointer(cmd, dir, want, uint32(len(cp.data))); !st.OK() {
 				if err := c.respond(cmd.CID(), nil, 0, 0, st); err != nil {
 					return err
 				}
 				continue
 			}
 		}
-		res := c.ctrl.execAdmin(cmd, data)
+		res := c.ctrl.execAdmin(cmd, cp.data)
 		if res.held {
 			continue // an Asynchronous Event Request, answered later
 		}

@@ -169,11 +169,15 @@ func (q *ioQueue) abort() {
 func (q *ioQueue) shutdown() {
 	if err := q.r.Post(reactor.TaskFunc(func(*reactor.Reactor) { q.end(nil) })); err != nil {
 		// The reactor is stopping or stopped: once it has, nothing of the
-		// queue is in flight (it cancels the receive) and the socket and
-		// buffers can go.
+		// queue is in flight (it cancels the receive), and unless the
+		// queue ended on it meanwhile, the socket and buffers can go.
 		<-q.r.Done()
 		q.c.nc.Close()
-		q.release()
+		select {
+		case <-q.closed:
+		default:
+			q.release()
+		}
 		return
 	}
 	<-q.closed
