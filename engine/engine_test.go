@@ -54,6 +54,18 @@ func (f *fixture) tryOpen(noTarget bool) (*engine.Engine, error) {
 
 func (f *fixture) img(name string) string { return "uring://" + filepath.Join(f.dir, name) }
 
+// sizedPool makes pool name on a file of size bytes, and returns the
+// file's path. No size in the URI: the device is the file as it is (with
+// a size, opening it would grow the file back), so a test can shrink it.
+func (f *fixture) sizedPool(t *testing.T, e *engine.Engine, name string, size int64) string {
+	t.Helper()
+	img := filepath.Join(f.dir, name+".img")
+	require.NoError(t, os.WriteFile(img, nil, 0o600))
+	require.NoError(t, os.Truncate(img, size))
+	mustPool(t, e, name, f.img(name+".img"))
+	return img
+}
+
 func mustPool(t *testing.T, e *engine.Engine, name, uri string) engine.Pool {
 	t.Helper()
 	p, created, err := e.CreatePool(ctx, engine.PoolSpec{Name: name, URI: uri})
@@ -448,12 +460,7 @@ func TestFaultedPoolIsKept(t *testing.T) {
 	f := newFixture(t)
 	e, err := f.tryOpen(false)
 	require.NoError(t, err)
-	img := filepath.Join(f.dir, "p.img")
-	// No size in the URI: the device is the file as it is (with a size it
-	// would grow the file back).
-	require.NoError(t, os.WriteFile(img, nil, 0o600))
-	require.NoError(t, os.Truncate(img, 8<<20))
-	mustPool(t, e, "p", f.img("p.img"))
+	img := f.sizedPool(t, e, "p", 8<<20)
 	mustPool(t, e, "q", f.img("q.img")+"?size=8MiB")
 	mustVolume(t, e, "v", "p", 1<<20)
 	_, _, err = e.CreateShare(ctx, shareSpec("v"))
@@ -499,10 +506,7 @@ func TestMissingDeviceFaultsPool(t *testing.T) {
 	f := newFixture(t)
 	e, err := f.tryOpen(true)
 	require.NoError(t, err)
-	img := filepath.Join(f.dir, "p.img")
-	require.NoError(t, os.WriteFile(img, nil, 0o600))
-	require.NoError(t, os.Truncate(img, 4<<20))
-	mustPool(t, e, "p", f.img("p.img")) // no size: the file must exist
+	img := f.sizedPool(t, e, "p", 4<<20) // no size: the file must exist
 	mustVolume(t, e, "v", "p", 1<<20)
 	require.NoError(t, e.Close())
 	require.NoError(t, os.Remove(img))
@@ -698,10 +702,7 @@ func TestFaultedPoolComesBack(t *testing.T) {
 	f := newFixture(t)
 	e, err := f.tryOpen(false)
 	require.NoError(t, err)
-	img := filepath.Join(f.dir, "p.img")
-	require.NoError(t, os.WriteFile(img, nil, 0o600))
-	require.NoError(t, os.Truncate(img, 8<<20))
-	mustPool(t, e, "p", f.img("p.img"))
+	img := f.sizedPool(t, e, "p", 8<<20)
 	mustVolume(t, e, "v", "p", 1<<20)
 	_, _, err = e.CreateShare(ctx, shareSpec("v"))
 	require.NoError(t, err)

@@ -225,6 +225,16 @@ func TestTimeoutEndsWaitForQueue(t *testing.T) {
 	require.Less(t, time.Since(start), 5*time.Second)
 }
 
+// window is a part of 64 MiB of RAM, blocks of 512 bytes long, that a
+// test resizes under a target.
+func window(t *testing.T, blocks uint64) *part.Device {
+	t.Helper()
+	vol, err := part.New("vol", ram(t, 64<<20), 0, blocks, bdev.UUID{1})
+	require.NoError(t, err)
+	t.Cleanup(func() { vol.Close() })
+	return vol
+}
+
 // events collects a device's events.
 func events(t *testing.T, d *nvmf.Device) <-chan bdev.Event {
 	ch := make(chan bdev.Event, 16)
@@ -247,9 +257,7 @@ func nextEvent(t *testing.T, ch <-chan bdev.Event) bdev.Event {
 // which takes the new size (quiesced) and says so; a channel opened
 // before reaches the new blocks.
 func TestFollowsNamespaceResize(t *testing.T) {
-	vol, err := part.New("vol", ram(t, 64<<20), 0, 2048, bdev.UUID{1})
-	require.NoError(t, err)
-	t.Cleanup(func() { vol.Close() })
+	vol := window(t, 2048)
 	_, addr := export(t, vol, "127.0.0.1:0")
 	d := open(t, addr, nvmf.Options{})
 	evs := events(t, d)
@@ -272,9 +280,7 @@ func TestFollowsNamespaceResize(t *testing.T) {
 // A resize while the connection is down has no event to tell it; the
 // device looks once it has reconnected.
 func TestResizeSeenAfterReconnect(t *testing.T) {
-	vol, err := part.New("vol", ram(t, 64<<20), 0, 2048, bdev.UUID{1})
-	require.NoError(t, err)
-	t.Cleanup(func() { vol.Close() })
+	vol := window(t, 2048)
 	tg, addr := export(t, vol, "127.0.0.1:0")
 	d := open(t, addr, nvmf.Options{})
 	evs := events(t, d)
