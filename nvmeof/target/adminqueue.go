@@ -1,7 +1,6 @@
 package target
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -145,13 +144,7 @@ func (q *adminQueue) end(err error) {
 		return
 	}
 	q.dead = true
-	var fe *pdu.FatalError
-	if errors.As(err, &fe) {
-		n := pdu.EncodeTermReq(q.termBuf[:], pdu.TypeC2HTermReq, fe.Status, fe.FEI, fe.Header)
-		q.termOut.Add(q.termBuf[:n])
-		q.termOut.Last = true
-		q.conn.Push(&q.termOut)
-	}
+	terminate(q.conn, &q.termOut, q.termBuf[:], err)
 	q.conn.Stop()
 	q.endOnce.Do(func() {
 		q.endErr = err

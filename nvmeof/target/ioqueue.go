@@ -186,21 +186,13 @@ func (q *ioQueue) shutdown() {
 // end stops the queue on its reactor: a fatal transport error is answered
 // with a C2HTermReq, receiving stops, commands still being received or
 // waiting for data are dropped, and the socket closes once nothing is in
-// flight. The first
-// reason is kept for the conn's log.
+// flight. The first reason is kept for the conn's log.
 func (q *ioQueue) end(err error) {
 	if q.dead {
 		return
 	}
 	q.endErr = err
-	var fe *pdu.FatalError
-	if errors.As(err, &fe) {
-		n := pdu.EncodeTermReq(q.term[:], pdu.TypeC2HTermReq, fe.Status, fe.FEI, fe.Header)
-		q.termOut.Reset()
-		q.termOut.Add(q.term[:n])
-		q.termOut.Last = true
-		q.conn.Push(&q.termOut)
-	}
+	terminate(q.conn, &q.termOut, q.term[:], err)
 	q.dead = true
 	q.conn.Stop()
 	if cmd := q.cur; cmd != nil && cmd.state == stIdle { // its capsule cut short
@@ -213,6 +205,21 @@ func (q *ioQueue) end(err error) {
 		}
 	}
 	q.maybeFinalize()
+}
+
+// terminate answers a fatal transport error (a *pdu.FatalError) with a
+// C2HTermReq, encoded into buf and sent as out, the connection's last
+// PDU; any other error sends nothing. On the connection's reactor.
+func terminate(conn *transport.Conn, out *transport.Out, buf []byte, err error) {
+	var fe *pdu.FatalError
+	if !errors.As(err, &fe) {
+		return
+	}
+	n := pdu.EncodeTermReq(buf, pdu.TypeC2HTermReq, fe.Status, fe.FEI, fe.Header)
+	out.Reset()
+	out.Add(buf[:n])
+	out.Last = true
+	conn.Push(out)
 }
 
 func (q *ioQueue) maybeFinalize() {
