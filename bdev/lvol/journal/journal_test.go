@@ -1,0 +1,206 @@
+package journal
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/strata-storage/strata/bdev"
+	"github.com/strata-storage/strata/bdev/bdevtest"
+	"github.com/strata-storage/strata/bdev/lvol/format"
+	"github.com/strata-storage/strata/bdev/powerloss"
+	"github.com/strata-storage/strata/reactor"
+)
+
+var pool = [16]byte{7, 7, 7}
+
+// fixture is a journal of ring blocks at byte 8192 of a power-loss device,
+// driven on one reactor.
+type fixture struct {
+	dev  *powerloss.Device
+	r    *reactor.Reactor
+	c    *bdevtest.Client
+	j    *Journal
+	ring Ring
+}
+
+func newFixture(t *testing.T, blocks uint64) *fixture {
+	t.Helper()
+	dev, err := powerloss.New("pool", 8<<20, 512)
+	require.NoError(t, err)
+	t.Cleanup(func() { dev.Close() })
+	f := &fixture{dev: dev, r: bdevtest.Reactors(t).Get(0), ring: Ring{Off: 8192, Blocks: blocks, Pool: pool}}
+	f.c = bdevtest.Open(t, dev, f.r)
+	f.on(t, func() {
+		f.j, err = New(f.c.Ch, f.ring)
+		require.NoError(t, err)
+	})
+	t.Cleanup(func() { f.on(t, func() { f.j.Close() }) })
+	return f
+}
+
+func (f *fixture) on(t *testing.T, fn func()) {
+	t.Helper()
+	require.NoError(t, f.r.Call(func(*reactor.Reactor) error { fn(); return nil }))
+}
+
+// appendAll appends records i (a body naming i) with fua as given and
+// waits until every one is done; it returns each one's error.
+func (f *fixture) appendAll(t *testing.T, from int, fua []bool) []error {
+	t.Helper()
+	errs := make([]error, len(fua))
+	done := make(chan struct{}, len(fua))
+	f.on(t, func() {
+		for k, fu := range fua {
+			body := binary.LittleEndian.AppendUint32(nil, uint32(from+k))
+			body = append(body, make([]byte, (from+k)%300)...)
+			f.j.Append(1, body, fu, func(err error) { errs[k] = err; done <- struct{}{} })
+		}
+	})
+	for range fua {
+		<-done
+	}
+	return errs
+}
+
+// replay reads the ring back from the device and returns the record
+// numbers in order.
+func (f *fixture) replay(t *testing.T, pos, seq uint64) ([]int, Run) {
+	t.Helper()
+	var got []int
+	region := bdevtest.Buffers(t, int(f.ring.Blocks)*format.MetaBlockSize)
+	st := f.c.Do(t, bdev.OpRead, f.ring.Off/512, uint32(len(region)/512), region)
+	require.Equal(t, bdev.StatusOK, st)
+	run, err := Replay(func(i uint64) ([]byte, error) {
+		if i >= f.ring.Blocks {
+			return nil, fmt.Errorf("block %d of %d", i, f.ring.Blocks)
+		}
+		return region[i*format.MetaBlockSize : (i+1)*format.MetaBlockSize], nil
+	}, f.ring, pos, seq, func(typ format.RecordType, body []byte) {
+		require.EqualValues(t, 1, typ)
+		got = append(got, int(binary.LittleEndian.Uint32(body)))
+	})
+	require.NoError(t, err)
+	return got, run
+}
+
+// Records come back in order, however many share a block; records that
+// arrive while a write is in flight share the next one.
+func TestAppendAndReplay(t *testing.T) {
+	f := newFixture(t, 64)
+	f.on(t, func() { f.j.Start(0, 1) })
+	before := f.dev.Stats().WriteOps
+	errs := f.appendAll(t, 0, make([]bool, 500))
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	writes := f.dev.Stats().WriteOps - before
+	require.Less(t, writes, uint64(100), "group commit: far fewer block writes than records")
+	got, run := f.replay(t, 0, 1)
+	require.Len(t, got, 500)
+	for i, n := range got {
+		require.Equal(t, i, n)
+	}
+	require.Equal(t, 500, run.Records)
+	require.Error(t, run.Stop, "ended by a blank block")
+	var used uint64
+	f.on(t, func() { used = f.j.Used() })
+	require.Equal(t, run.End, used)
+	require.Equal(t, uint64(1)+used, run.NextSeq)
+}
+
+// Power cuts at many points: what replays is always a prefix of what was
+// appended, in order, and holds every record acknowledged with FUA.
+func TestPowerLossKeepsAPrefixWithEveryFUARecord(t *testing.T) {
+	for seed := uint64(1); seed <= 40; seed++ {
+		f := newFixture(t, 256)
+		rng := rand.New(rand.NewPCG(seed, 1))
+		f.on(t, func() { f.j.Start(3, 10) })
+		n := 0
+		lastFUA := -1
+		for batch := rng.IntN(6) + 1; batch > 0; batch-- {
+			fua := make([]bool, rng.IntN(80)+1)
+			for k := range fua {
+				fua[k] = rng.IntN(10) == 0
+				if fua[k] {
+					lastFUA = n + k
+				}
+			}
+			for _, err := range f.appendAll(t, n, fua) {
+				require.NoError(t, err)
+			}
+			n += len(fua)
+		}
+		f.dev.PowerLoss(seed, 0.5)
+		got, _ := f.replay(t, 3, 10)
+		for i, k := range got {
+			require.Equal(t, i, k, "seed %d: a prefix, in order", seed)
+		}
+		require.LessOrEqual(t, len(got), n)
+		require.Greater(t, len(got), lastFUA, "seed %d: record %d was acknowledged with FUA", seed, lastFUA)
+	}
+}
+
+// A run after a crash starts past every sequence the ring holds: records
+// of the crashed run that a cut left past the new run's end never follow
+// it at the next replay.
+func TestNewRunNeverReplaysTheOldOne(t *testing.T) {
+	f := newFixture(t, 64)
+	f.on(t, func() { f.j.Start(0, 1) })
+	fua := make([]bool, 400)
+	fua[len(fua)-1] = true
+	f.appendAll(t, 0, fua) // many blocks, all durable: the last record is FUA
+	f.dev.PowerLoss(1, 0)
+	got, run := f.replay(t, 0, 1)
+	require.Len(t, got, 400)
+	// The store checkpoints what it replayed and starts a new run at the
+	// run's end, past every sequence.
+	f.on(t, func() { f.j.Start(run.End, run.NextSeq) })
+	f.appendAll(t, 1000, []bool{true, true})
+	got, _ = f.replay(t, run.End, run.NextSeq)
+	require.Equal(t, []int{1000, 1001}, got)
+
+	// Had the new run started with a sequence from inside the old one,
+	// a stale block would have followed it: the rule is what stops that.
+	f.on(t, func() { f.j.Start(0, 1) })
+	f.appendAll(t, 2000, []bool{true})
+	got, _ = f.replay(t, 0, 1)
+	require.Greater(t, len(got), 1, "a stale block follows a run that reused sequences")
+}
+
+// The run fills the ring but one block, then refuses: the store must
+// checkpoint first.
+func TestFullRingRefuses(t *testing.T) {
+	f := newFixture(t, 4)
+	f.on(t, func() { f.j.Start(0, 1) })
+	var full error
+	for i := 0; full == nil && i < 100; i++ {
+		errs := f.appendAll(t, i*40, make([]bool, 40))
+		for _, err := range errs {
+			if err != nil {
+				full = err
+			}
+		}
+	}
+	require.ErrorIs(t, full, ErrFull)
+	var used uint64
+	f.on(t, func() { used = f.j.Used() })
+	require.LessOrEqual(t, used, uint64(3))
+}
+
+// A failed journal write fails its records, every later one and Sync.
+func TestWriteFailureIsSticky(t *testing.T) {
+	f := newFixture(t, 16)
+	f.on(t, func() { f.j.Start(0, 1) })
+	require.NoError(t, f.appendAll(t, 0, []bool{false})[0])
+	// The channel closes under the journal: its next write fails.
+	f.on(t, func() { f.c.Ch.Close() })
+	require.Error(t, f.appendAll(t, 1, []bool{false})[0])
+	require.Error(t, f.appendAll(t, 2, []bool{true})[0])
+	synced := make(chan error, 1)
+	f.on(t, func() { f.j.Sync(func(err error) { synced <- err }) })
+	require.Error(t, <-synced)
+}
