@@ -43,7 +43,7 @@ type adminQueue struct {
 	// Reactor-owned.
 	dead      bool
 	finalized bool
-	term      bool // the PDU being received is the host's TermReq
+	hostTerm  error // the host's TermReq being received: why it ends the queue
 	dataLen   uint32
 	cmd       [nvme.CommandSize]byte
 	data      [adminInCapsuleBytes]byte
@@ -96,12 +96,11 @@ func (q *adminQueue) start(early []byte) error {
 func (q *adminQueue) Header(h pdu.Header, f pdu.Frame) ([]byte, error) {
 	switch h.Type() {
 	case pdu.TypeCapsuleCmd:
-		q.term, q.dataLen = false, f.DataLen
+		q.hostTerm, q.dataLen = nil, f.DataLen
 		copy(q.cmd[:], pdu.CapsuleCmd(h).SQE())
 		return q.data[:f.DataLen], nil
 	case pdu.TypeH2CTermReq:
-		q.term = true
-		copy(q.termBuf[:], h)
+		q.hostTerm = fmt.Errorf("target: host terminated the connection: %s: %w", pdu.TermReq(h).FES(), io.EOF)
 		return nil, nil
 	}
 	return nil, &pdu.FatalError{Status: pdu.FatalSequence, Reason: fmt.Sprintf("%v on the admin queue", h.Type()), Header: h}
@@ -109,8 +108,8 @@ func (q *adminQueue) Header(h pdu.Header, f pdu.Frame) ([]byte, error) {
 
 // Received is the transport's: the capsule goes to the executor.
 func (q *adminQueue) Received(digestOK bool) bool {
-	if q.term {
-		q.end(fmt.Errorf("target: host terminated the connection: %s: %w", pdu.TermReq(q.termBuf[:]).FES(), io.EOF))
+	if q.hostTerm != nil {
+		q.end(q.hostTerm)
 		return false
 	}
 	c := adminCapsule{cmd: q.cmd, digestOK: digestOK}
