@@ -58,7 +58,7 @@ type Journal struct {
 	ring Ring
 	bs   uint64
 
-	mem   *iomem.Region
+	mem   []*iomem.Region // the blocks' memory, grown a chunk at a time
 	free  []*block
 	open  *block
 	queue []*block // sealed, to write in order
@@ -72,9 +72,10 @@ type Journal struct {
 	err      error
 }
 
-// maxBlocks bounds the blocks a journal holds in memory: the open one, one
-// in flight and those waiting behind it.
-const maxBlocks = 64
+// chunkBlocks is how many blocks of memory the journal maps at a time:
+// the open one, one in flight and those waiting behind it, more when a
+// burst outruns the device.
+const chunkBlocks = 64
 
 // New returns a journal on ch (the pool device's channel on the reactor it
 // is used from) for ring; Start begins a run.
@@ -82,18 +83,27 @@ func New(ch *bdev.Channel, ring Ring) (*Journal, error) {
 	if ring.Blocks < 2 {
 		return nil, fmt.Errorf("journal: a ring of %d blocks", ring.Blocks)
 	}
-	mem, err := iomem.Map(maxBlocks * format.MetaBlockSize)
-	if err != nil {
-		return nil, fmt.Errorf("journal: %w", err)
-	}
-	j := &Journal{ch: ch, ring: ring, bs: uint64(ch.Info().BlockSize), mem: mem}
+	j := &Journal{ch: ch, ring: ring, bs: uint64(ch.Info().BlockSize)}
 	j.flush.Op, j.flush.Callback = bdev.OpFlush, j.flushed
-	for i := range maxBlocks {
+	if err := j.grow(); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+// grow maps another chunk of blocks.
+func (j *Journal) grow() error {
+	mem, err := iomem.Map(chunkBlocks * format.MetaBlockSize)
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	j.mem = append(j.mem, mem)
+	for i := range chunkBlocks {
 		b := &block{j: j, buf: mem.Bytes()[i*format.MetaBlockSize : (i+1)*format.MetaBlockSize]}
 		b.req.Callback = b.written
 		j.free = append(j.free, b)
 	}
-	return j, nil
+	return nil
 }
 
 // Close releases the journal's memory; nothing may be in flight.
@@ -101,7 +111,11 @@ func (j *Journal) Close() error {
 	if j.busy {
 		return errors.New("journal: closed with a write in flight")
 	}
-	return j.mem.Unmap()
+	var errs []error
+	for _, m := range j.mem {
+		errs = append(errs, m.Unmap())
+	}
+	return errors.Join(errs...)
 }
 
 // Start begins a run at ring block pos with sequence seq: what a
@@ -141,11 +155,17 @@ func (j *Journal) Append(typ format.RecordType, body []byte, fua bool, done func
 		}
 		j.seal()
 	}
-	if j.used+1 >= j.ring.Blocks || len(j.free) == 0 {
+	if j.used+1 >= j.ring.Blocks {
 		// Full: one block stays free so that the run never reaches its
-		// own start; out of buffers is the same to the caller.
+		// own start.
 		done(ErrFull)
 		return
+	}
+	if len(j.free) == 0 {
+		if err := j.grow(); err != nil {
+			done(err)
+			return
+		}
 	}
 	b := j.free[len(j.free)-1]
 	j.free = j.free[:len(j.free)-1]

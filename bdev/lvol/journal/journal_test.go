@@ -204,3 +204,17 @@ func TestWriteFailureIsSticky(t *testing.T) {
 	f.on(t, func() { f.j.Sync(func(err error) { synced <- err }) })
 	require.Error(t, <-synced)
 }
+
+// A burst that fills more blocks than are written while it lasts (all
+// appended before the first write completes) is held in memory, not
+// refused: only the ring's room limits a run.
+func TestBurstPastTheBufferedBlocks(t *testing.T) {
+	f := newFixture(t, 512)
+	f.on(t, func() { f.j.Start(0, 1) })
+	errs := f.appendAll(t, 0, make([]bool, 3000)) // about 200 blocks in one task
+	for i, err := range errs {
+		require.NoError(t, err, "record %d", i)
+	}
+	got, _ := f.replay(t, 0, 1)
+	require.Len(t, got, 3000)
+}
