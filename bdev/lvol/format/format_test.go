@@ -229,3 +229,12 @@ func FuzzDecodeSuperblock(f *testing.F) {
 		}
 	})
 }
+
+// The figures docs/lvstore-format.md gives for a 1 TiB pool.
+func TestLayoutOfATebibyte(t *testing.T) {
+	l, err := NewLayout(1<<40, 4096, DefaultClusterSize)
+	require.NoError(t, err)
+	require.EqualValues(t, 64<<20, l.JournalLen)
+	require.EqualValues(t, 32<<20, l.MetaLen)
+	require.Less(t, float64(l.DataOff)/float64(1<<40), 0.0001, "under 0.01% of the pool")
+}
