@@ -88,13 +88,28 @@ func (w *CheckpointWriter) Run(r MapRun) error {
 	if r.Count == 0 {
 		return nil
 	}
-	var b [runSize]byte
+	return w.item(ItemMapRun, encodeRun(r))
+}
+
+func encodeRun(r MapRun) []byte {
+	b := make([]byte, runSize)
 	le := binary.LittleEndian
 	le.PutUint32(b[0:], r.Volume)
 	le.PutUint64(b[4:], r.LC)
 	le.PutUint32(b[12:], r.PC)
 	le.PutUint32(b[16:], r.Count)
-	return w.item(ItemMapRun, b[:])
+	return b
+}
+
+// decodeRun decodes a run of runSize bytes; a run of no clusters, or of
+// clusters past the 32-bit entries' reach, is refused.
+func decodeRun(b []byte) (MapRun, error) {
+	le := binary.LittleEndian
+	run := MapRun{Volume: le.Uint32(b[0:]), LC: le.Uint64(b[4:]), PC: le.Uint32(b[12:]), Count: le.Uint32(b[16:])}
+	if run.Count == 0 || uint64(run.PC)+uint64(run.Count) > 1<<32-1 {
+		return run, fmt.Errorf("format: a map run of %d clusters from %d", run.Count, run.PC)
+	}
+	return run, nil
 }
 
 // List adds entries of a volume's map from logical cluster lc, one by one
@@ -242,12 +257,9 @@ func (r *CheckpointReader) item(t RecordType, body []byte, first bool) error {
 		}
 		return r.Volume(v)
 	case t == ItemMapRun && len(body) == runSize:
-		run := MapRun{Volume: le.Uint32(body[0:]), LC: le.Uint64(body[4:]), PC: le.Uint32(body[12:]), Count: le.Uint32(body[16:])}
-		if run.Count == 0 || uint64(run.PC)+uint64(run.Count) > 1<<32-1 {
-			return fmt.Errorf("a map run of %d clusters from %d", run.Count, run.PC)
-		}
-		if r.Run == nil {
-			return nil
+		run, err := decodeRun(body)
+		if err != nil || r.Run == nil {
+			return err
 		}
 		return r.Run(run)
 	case t == ItemMapList && len(body) > mapListHead && (len(body)-mapListHead)%4 == 0:

@@ -15,6 +15,7 @@ const (
 	RecMap          RecordType = 4 // a volume ID, a logical cluster and its new entry
 	RecSnapshot     RecordType = 5 // a snapshot's volume record: it shares its parent's map as it is
 	RecClone        RecordType = 6 // a clone's volume record: it shares its parent snapshot's map
+	RecMapRun       RecordType = 7 // a MapRun: clusters mapped to consecutive physical clusters
 )
 
 // Record is one decoded journal record.
@@ -25,6 +26,7 @@ type Record struct {
 	Size   uint64 // VolumeResize
 	LC     uint64 // Map
 	Entry  uint32 // Map: physical cluster plus one; 0 unmaps
+	Run    MapRun // MapRun
 }
 
 // Encode returns r's body, to append with its type.
@@ -41,6 +43,8 @@ func (r *Record) Encode() []byte {
 		return le.AppendUint64(le.AppendUint32(nil, r.ID), r.Size)
 	case RecMap:
 		return le.AppendUint32(le.AppendUint64(le.AppendUint32(nil, r.ID), r.LC), r.Entry)
+	case RecMapRun:
+		return encodeRun(r.Run)
 	}
 	panic(fmt.Sprintf("format: encoding a record of type %d", r.Type))
 }
@@ -97,6 +101,15 @@ func DecodeRecord(typ RecordType, body []byte) (Record, error) {
 			return r, err
 		}
 		r.ID, r.LC, r.Entry = le.Uint32(body), le.Uint64(body[4:]), le.Uint32(body[12:])
+	case RecMapRun:
+		if err := size(runSize); err != nil {
+			return r, err
+		}
+		run, err := decodeRun(body)
+		if err != nil {
+			return r, err
+		}
+		r.Run, r.ID = run, run.Volume
 	default:
 		return r, fmt.Errorf("format: unknown record type %d", typ)
 	}

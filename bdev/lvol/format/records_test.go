@@ -21,6 +21,7 @@ func TestRecordsEncodeAndDecode(t *testing.T) {
 		{Type: RecVolumeResize, ID: 3, Size: 20 << 30},
 		{Type: RecMap, ID: 3, LC: 1 << 40, Entry: 77},
 		{Type: RecMap, ID: 3, LC: 9, Entry: 0},
+		{Type: RecMapRun, ID: 3, Run: MapRun{Volume: 3, LC: 1 << 33, PC: 7, Count: 1024}},
 	} {
 		got, err := DecodeRecord(r.Type, r.Encode())
 		require.NoError(t, err, "%+v", r)
@@ -49,6 +50,9 @@ func TestRecordsRefused(t *testing.T) {
 		"snapshot flag wrong": {RecSnapshot, body(Record{Type: RecVolumeCreate, Volume: v})},
 		"made as a snapshot":  {RecVolumeCreate, body(Record{Type: RecSnapshot, Volume: snap})},
 		"bad volume":          {RecVolumeCreate, make([]byte, VolumeSize)},
+		"empty run":           {RecMapRun, body(Record{Type: RecMapRun, Run: MapRun{Volume: 1}})},
+		"run past 32 bits":    {RecMapRun, body(Record{Type: RecMapRun, Run: MapRun{Volume: 1, PC: 1<<32 - 2, Count: 2}})},
+		"run of volume 0":     {RecMapRun, body(Record{Type: RecMapRun, Run: MapRun{Count: 1}})},
 	} {
 		_, err := DecodeRecord(c.typ, c.body)
 		require.Error(t, err, name)
@@ -68,6 +72,8 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add(uint8(RecVolumeCreate), r.Encode())
 	m := Record{Type: RecMap, ID: 1, LC: 2, Entry: 3}
 	f.Add(uint8(RecMap), m.Encode())
+	run := Record{Type: RecMapRun, Run: MapRun{Volume: 1, LC: 2, PC: 3, Count: 4}}
+	f.Add(uint8(RecMapRun), run.Encode())
 	f.Fuzz(func(t *testing.T, typ uint8, body []byte) {
 		r, err := DecodeRecord(RecordType(typ), body)
 		if err != nil {
