@@ -183,3 +183,38 @@ func (m *Map) Pages() (pages, shared int) {
 	}
 	return pages, shared
 }
+
+// Diff calls fn, in logical order, with every logical cluster whose entry
+// in m differs from its entry in base (a cluster beyond base's length has
+// None there), for clusters within m's length. Pages the two maps share
+// are skipped whole: a snapshot's difference from its volume costs the
+// pages that changed. The owner only.
+func Diff(m, base *Map, fn func(lc uint64, v, baseV uint32)) {
+	slots, bslots := *m.pages.Load(), *base.pages.Load()
+	for i := range slots {
+		p := slots[i].Load()
+		var bp *page
+		if i < len(bslots) {
+			bp = bslots[i].Load()
+		}
+		if p == bp {
+			continue
+		}
+		for j := range uint64(PageEntries) {
+			lc := uint64(i)*PageEntries + j
+			if lc >= m.clusters {
+				return
+			}
+			var v, bv uint32
+			if p != nil {
+				v = p.e[j].Load()
+			}
+			if bp != nil && lc < base.clusters {
+				bv = bp.e[j].Load()
+			}
+			if v != bv {
+				fn(lc, v, bv)
+			}
+		}
+	}
+}

@@ -160,3 +160,31 @@ func TestLookupsDuringChanges(t *testing.T) {
 		s.Release()
 	}
 }
+
+// Diff finds exactly the entries that differ, skipping shared pages, and
+// treats clusters past the base's end as unallocated there.
+func TestDiff(t *testing.T) {
+	base := New(3 * PageEntries)
+	for lc := range uint64(3 * PageEntries) {
+		base.Set(lc, uint32(lc+1))
+	}
+	m := base.Snapshot()
+	m.Resize(4*PageEntries+5, nil)
+	m.Set(3, None)
+	m.Set(PageEntries+9, 999999)
+	m.Set(4*PageEntries+1, 5)
+	base.Set(2*PageEntries, 42) // base changes after: a difference too
+	type d struct {
+		lc    uint64
+		v, bv uint32
+	}
+	var got []d
+	Diff(m, base, func(lc uint64, v, bv uint32) { got = append(got, d{lc, v, bv}) })
+	require.Equal(t, []d{
+		{3, None, 4}, {PageEntries + 9, 999999, PageEntries + 10},
+		{2 * PageEntries, 2*PageEntries + 1, 42}, {4*PageEntries + 1, 5, None},
+	}, got)
+	got = nil
+	Diff(m, m, func(lc uint64, v, bv uint32) { got = append(got, d{lc, v, bv}) })
+	require.Empty(t, got)
+}
