@@ -245,6 +245,8 @@ func (t *tables) addVolume(r *format.Record) error {
 			return fmt.Errorf("snapshot %d of snapshot %d", rec.ID, p.rec.ID)
 		case r.Type == format.RecSnapshot && rec.Size != p.rec.Size:
 			return fmt.Errorf("snapshot %d of %d bytes, its volume %d of %d", rec.ID, rec.Size, p.rec.ID, p.rec.Size)
+		case r.Type == format.RecClone && rec.Flags&format.VolumeThin == 0:
+			return fmt.Errorf("clone %d not thin: it maps only what its snapshot does", rec.ID)
 		case r.Type == format.RecClone && !p.snapshot():
 			return fmt.Errorf("clone %d of volume %d, which is no snapshot", rec.ID, p.rec.ID)
 		case rec.Size < p.rec.Size:

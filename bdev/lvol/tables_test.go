@@ -221,6 +221,7 @@ func TestTablesRefuseBadRecords(t *testing.T) {
 		"no such volume":    {Type: format.RecVolumeDelete, ID: 7},
 		"snapshot of snap":  {Type: format.RecSnapshot, Volume: testVol(3, "ss", 4*testCluster, format.VolumeSnapshot, 2)},
 		"clone of a volume": {Type: format.RecClone, Volume: testVol(3, "c", 4*testCluster, format.VolumeThin, 1)},
+		"thick clone":       {Type: format.RecClone, Volume: testVol(3, "c", 4*testCluster, 0, 2)},
 		"clone too small":   {Type: format.RecClone, Volume: testVol(3, "c", testCluster, format.VolumeThin, 2)},
 		"snapshot resized":  {Type: format.RecSnapshot, Volume: testVol(3, "s2", 5*testCluster, format.VolumeSnapshot, 1)},
 		"unknown record":    {Type: 99},
