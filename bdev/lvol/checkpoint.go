@@ -23,25 +23,27 @@ const (
 // volume are a series in time, each close to the one before; clones
 // diverge from their snapshot each on its own.
 type mapBases struct {
-	lastSnap map[uint32]*volTable // by parent: its latest snapshot so far
+	lastSnap map[uint32]uint32 // by parent: its latest snapshot so far
 }
 
-func (b *mapBases) base(t *tables, v *volTable) *volTable {
-	p := t.vols[v.rec.Parent]
+// base returns the base of volume rec's map (nil: none) and counts rec
+// as its parent's latest snapshot when it is one.
+func (b *mapBases) base(t *tables, rec *format.Volume) *volTable {
+	p := t.vols[rec.Parent]
 	if p == nil {
 		return nil
 	}
-	if !v.snapshot() {
+	if rec.Flags&format.VolumeSnapshot == 0 {
 		return p
 	}
 	if b.lastSnap == nil {
-		b.lastSnap = make(map[uint32]*volTable)
+		b.lastSnap = make(map[uint32]uint32)
 	}
-	base := b.lastSnap[p.rec.ID]
+	base := t.vols[b.lastSnap[p.rec.ID]]
 	if base == nil {
 		base = p
 	}
-	b.lastSnap[p.rec.ID] = v
+	b.lastSnap[p.rec.ID] = rec.ID
 	return base
 }
 
@@ -58,7 +60,7 @@ func (t *tables) writeCheckpoint(w *format.CheckpointWriter) error {
 			return err
 		}
 		enc := mapEncoder{w: w, id: id}
-		if b := bases.base(t, v); b != nil {
+		if b := bases.base(t, &v.rec); b != nil {
 			enc.diff = true
 			clmap.Diff(v.m, b.m, func(lc uint64, e, _ uint32) { enc.add(lc, e) })
 		} else {
@@ -173,26 +175,17 @@ func loadTables(read func(i uint64) (format.Block, error), blocks uint64, pool [
 	seq, err := format.ReadCheckpoint(read, blocks, pool, off, format.CheckpointReader{
 		Head: func(h format.CheckpointHead) error { head = h; return nil },
 		Volume: func(rec format.Volume) error {
-			switch {
-			case rec.ID < t.nextID:
-				return fmt.Errorf("volume %d after volume %d", rec.ID, t.nextID-1)
-			case rec.ID >= head.NextVolumeID:
+			if rec.ID >= head.NextVolumeID {
 				return fmt.Errorf("volume %d, not below the next ID %d", rec.ID, head.NextVolumeID)
-			case t.names[rec.Name] != 0:
-				return fmt.Errorf("volume %d: name %q taken by volume %d", rec.ID, rec.Name, t.names[rec.Name])
-			case t.clustersFor(rec.Size) > 1<<32:
-				return fmt.Errorf("volume %d: %d bytes", rec.ID, rec.Size)
 			}
-			v := &volTable{rec: rec}
-			if b := bases.base(t, v); b != nil {
-				v.m = b.m.Snapshot()
-				if n := t.clustersFor(rec.Size); n != v.m.Clusters() {
-					v.m.Resize(n, nil)
-				}
-			} else {
-				v.m = clmap.New(t.clustersFor(rec.Size))
+			if err := t.admit(&rec); err != nil {
+				return err
 			}
-			t.vols[rec.ID], t.names[rec.Name], t.nextID = v, rec.ID, rec.ID+1
+			var base *clmap.Map
+			if b := bases.base(t, &rec); b != nil {
+				base = b.m
+			}
+			t.insert(rec, base)
 			return nil
 		},
 		Run: func(r format.MapRun) error {

@@ -222,46 +222,63 @@ func (t *tables) set(v *volTable, lc uint64, e uint32) {
 	}
 }
 
-func (t *tables) addVolume(r *format.Record) error {
-	rec := r.Volume
+// admit checks what every new volume needs of the tables, made live or
+// loaded from a checkpoint: an ID past every earlier one (IDs are never
+// reused), a name of its own, a map the 32-bit entries can hold.
+func (t *tables) admit(rec *format.Volume) error {
 	switch {
 	case rec.ID < t.nextID:
-		return fmt.Errorf("volume %d made after volume %d: IDs are never reused", rec.ID, t.nextID-1)
+		return fmt.Errorf("volume %d after volume %d: IDs are never reused", rec.ID, t.nextID-1)
 	case t.names[rec.Name] != 0:
 		return fmt.Errorf("volume %d: name %q taken by volume %d", rec.ID, rec.Name, t.names[rec.Name])
 	case t.clustersFor(rec.Size) > 1<<32:
 		return fmt.Errorf("volume %d: %d bytes", rec.ID, rec.Size)
 	}
+	return nil
+}
+
+// insert adds an admitted volume whose map shares base's pages (nil: an
+// empty map), sized to the volume.
+func (t *tables) insert(rec format.Volume, base *clmap.Map) *volTable {
+	n := t.clustersFor(rec.Size)
 	v := &volTable{rec: rec}
-	if r.Type == format.RecVolumeCreate {
-		v.m = clmap.New(t.clustersFor(rec.Size))
-	} else {
-		p, err := t.vol(rec.Parent)
-		if err != nil {
-			return err
-		}
-		switch {
-		case r.Type == format.RecSnapshot && p.snapshot():
-			return fmt.Errorf("snapshot %d of snapshot %d", rec.ID, p.rec.ID)
-		case r.Type == format.RecSnapshot && rec.Size != p.rec.Size:
-			return fmt.Errorf("snapshot %d of %d bytes, its volume %d of %d", rec.ID, rec.Size, p.rec.ID, p.rec.Size)
-		case r.Type == format.RecClone && rec.Flags&format.VolumeThin == 0:
-			return fmt.Errorf("clone %d not thin: it maps only what its snapshot does", rec.ID)
-		case r.Type == format.RecClone && !p.snapshot():
-			return fmt.Errorf("clone %d of volume %d, which is no snapshot", rec.ID, p.rec.ID)
-		case rec.Size < p.rec.Size:
-			return fmt.Errorf("clone %d of %d bytes, smaller than its snapshot %d", rec.ID, rec.Size, p.rec.ID)
-		}
-		v.m = p.m.Snapshot()
-		if n := t.clustersFor(rec.Size); n != v.m.Clusters() {
-			v.m.Resize(n, nil)
-		}
-		v.m.Each(func(_ uint64, e uint32) { t.ref(uint64(e - 1)) })
-		v.mapped = p.mapped
+	if base == nil {
+		v.m = clmap.New(n)
+	} else if v.m = base.Snapshot(); v.m.Clusters() != n {
+		v.m.Resize(n, nil)
 	}
-	t.vols[rec.ID] = v
-	t.names[rec.Name] = rec.ID
-	t.nextID = rec.ID + 1
+	t.vols[rec.ID], t.names[rec.Name], t.nextID = v, rec.ID, rec.ID+1
+	return v
+}
+
+func (t *tables) addVolume(r *format.Record) error {
+	rec := r.Volume
+	if err := t.admit(&rec); err != nil {
+		return err
+	}
+	if r.Type == format.RecVolumeCreate {
+		t.insert(rec, nil)
+		return nil
+	}
+	p, err := t.vol(rec.Parent)
+	if err != nil {
+		return err
+	}
+	switch {
+	case r.Type == format.RecSnapshot && p.snapshot():
+		return fmt.Errorf("snapshot %d of snapshot %d", rec.ID, p.rec.ID)
+	case r.Type == format.RecSnapshot && rec.Size != p.rec.Size:
+		return fmt.Errorf("snapshot %d of %d bytes, its volume %d of %d", rec.ID, rec.Size, p.rec.ID, p.rec.Size)
+	case r.Type == format.RecClone && rec.Flags&format.VolumeThin == 0:
+		return fmt.Errorf("clone %d not thin: it maps only what its snapshot does", rec.ID)
+	case r.Type == format.RecClone && !p.snapshot():
+		return fmt.Errorf("clone %d of volume %d, which is no snapshot", rec.ID, p.rec.ID)
+	case rec.Size < p.rec.Size:
+		return fmt.Errorf("clone %d of %d bytes, smaller than its snapshot %d", rec.ID, rec.Size, p.rec.ID)
+	}
+	v := t.insert(rec, p.m)
+	v.m.Each(func(_ uint64, e uint32) { t.ref(uint64(e - 1)) })
+	v.mapped = p.mapped
 	return nil
 }
 

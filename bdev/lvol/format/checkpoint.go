@@ -50,9 +50,9 @@ const mapListHead = 12
 // MaxListEntries is the most entries one map list item holds.
 const MaxListEntries = (MaxRecordBody - mapListHead) / 4
 
-// CheckpointWriter packs a checkpoint's items into blocks. The caller
-// writes each block it gets from Flush (or from the block callback)
-// to the half's next block.
+// CheckpointWriter packs a checkpoint's items into blocks, each sealed
+// block handed to its put callback, which writes it to the half's next
+// block.
 type CheckpointWriter struct {
 	pool  [16]byte
 	seq   uint64

@@ -22,7 +22,7 @@ const (
 type Record struct {
 	Type   RecordType
 	Volume Volume // VolumeCreate, Snapshot, Clone
-	ID     uint32 // VolumeDelete, VolumeResize, Map
+	ID     uint32 // VolumeDelete, VolumeResize, Map (a run names its volume itself)
 	Size   uint64 // VolumeResize
 	LC     uint64 // Map
 	Entry  uint32 // Map: physical cluster plus one; 0 unmaps
@@ -109,7 +109,11 @@ func DecodeRecord(typ RecordType, body []byte) (Record, error) {
 		if err != nil {
 			return r, err
 		}
-		r.Run, r.ID = run, run.Volume
+		if run.Volume == 0 {
+			return r, fmt.Errorf("format: a run of volume 0")
+		}
+		r.Run = run
+		return r, nil
 	default:
 		return r, fmt.Errorf("format: unknown record type %d", typ)
 	}

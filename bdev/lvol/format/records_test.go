@@ -21,7 +21,7 @@ func TestRecordsEncodeAndDecode(t *testing.T) {
 		{Type: RecVolumeResize, ID: 3, Size: 20 << 30},
 		{Type: RecMap, ID: 3, LC: 1 << 40, Entry: 77},
 		{Type: RecMap, ID: 3, LC: 9, Entry: 0},
-		{Type: RecMapRun, ID: 3, Run: MapRun{Volume: 3, LC: 1 << 33, PC: 7, Count: 1024}},
+		{Type: RecMapRun, Run: MapRun{Volume: 3, LC: 1 << 33, PC: 7, Count: 1024}},
 	} {
 		got, err := DecodeRecord(r.Type, r.Encode())
 		require.NoError(t, err, "%+v", r)
