@@ -19,7 +19,9 @@
 // The journal never overwrites what a checkpoint has not covered: Used
 // says how much of the ring a run has filled, and Append fails with
 // ErrFull once it would wrap onto the run's first block; the store
-// checkpoints before that and starts a new run (Start).
+// checkpoints before that, at a point Pos gives while appends go on,
+// and once the checkpoint is durable moves the run's start there
+// (Checkpointed).
 package journal
 
 import (
@@ -65,7 +67,7 @@ type Journal struct {
 	busy  bool     // a block write is in flight
 
 	pos, seq uint64 // where the next sealed block goes, and its sequence
-	used     uint64 // blocks sealed in this run
+	start    uint64 // the sequence of the run's first block
 	dirty    bool   // a block was written without FUA since the last flush
 	flush    bdev.Request
 	syncs    []func(error)
@@ -122,7 +124,18 @@ func (j *Journal) Close() error {
 // checkpoint names, past every sequence the ring holds (Replay's
 // NextSeq). Nothing may be pending.
 func (j *Journal) Start(pos, seq uint64) {
-	j.pos, j.seq, j.used = pos%j.ring.Blocks, seq, 0
+	j.pos, j.seq, j.start = pos%j.ring.Blocks, seq, seq
+}
+
+// Checkpointed moves the run's start to the block of sequence seq (a
+// point Pos gave, now covered by a durable checkpoint): the blocks before
+// it may be overwritten. Appends may have gone on since Pos.
+func (j *Journal) Checkpointed(seq uint64) error {
+	if seq < j.start || seq > j.seq {
+		return fmt.Errorf("journal: checkpointed at sequence %d, outside the run's %d to %d", seq, j.start, j.seq)
+	}
+	j.start = seq
+	return nil
 }
 
 // Pos returns the ring block and the sequence the next block will have:
@@ -132,7 +145,7 @@ func (j *Journal) Pos() (pos, seq uint64) { return j.pos, j.seq }
 // Used returns how many blocks of the ring the run holds, the open one
 // included.
 func (j *Journal) Used() uint64 {
-	n := j.used
+	n := j.seq - j.start
 	if j.open != nil {
 		n++
 	}
@@ -155,7 +168,7 @@ func (j *Journal) Append(typ format.RecordType, body []byte, fua bool, done func
 		}
 		j.seal()
 	}
-	if j.used+1 >= j.ring.Blocks {
+	if j.seq-j.start+1 >= j.ring.Blocks {
 		// Full: one block stays free so that the run never reaches its
 		// own start.
 		done(ErrFull)
@@ -203,7 +216,6 @@ func (j *Journal) seal() {
 	b.req.Op, b.req.LBA, b.req.Blocks = bdev.OpWrite, j.ring.Off/j.bs+j.pos*bpb, uint32(bpb)
 	b.req.Buf, b.req.FUA = b.buf, b.fua
 	j.pos, j.seq = (j.pos+1)%j.ring.Blocks, j.seq+1
-	j.used++
 	j.queue = append(j.queue, b)
 }
 
