@@ -168,7 +168,7 @@ type Children struct {
 
 // Get returns a child of parent with nothing set but its link to parent:
 // fill Op, LBA, Blocks, Buf and FUA, then submit it. Every child got must
-// be submitted, before the layer's Submit returns.
+// be submitted before the layer's Submit returns, or be Finished later.
 func (cs *Children) Get(parent *Request) *Request {
 	var c *Request
 	if n := len(cs.free); n > 0 {
@@ -183,6 +183,16 @@ func (cs *Children) Get(parent *Request) *Request {
 	c.parent = parent
 	parent.pending++
 	return c
+}
+
+// Finish completes child c with st without a device below: for a layer
+// that serves part of a request itself (a volume store's segment handled
+// on its metadata reactor, or answered from its tables). Call it on the
+// channel's reactor, never inside the layer's Submit, in place of
+// submitting c.
+func (cs *Children) Finish(c *Request, st Status) {
+	c.Status, c.Errno = st, 0
+	cs.childDone(c)
 }
 
 // childDone folds a finished child into its parent and takes it back.
