@@ -2,6 +2,7 @@ package lvol
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/strata-storage/strata/bdev"
 	"github.com/strata-storage/strata/bdev/lvol/clmap"
@@ -33,18 +34,21 @@ import (
 // then hands the answer back to the request's reactor. Fills of the same
 // cluster wait behind the one in flight (pending), then look again.
 type fill struct {
-	b     *backend // the request's
-	s     *Store
-	child *bdev.Request
-	vol   uint32
-	lc    uint64
-	off   uint64 // the part of the cluster, in blocks
-	n     uint64
-	data  []byte // nil: zeroes
-	unmap bool   // the whole cluster leaves a thin volume's map
-	fua   bool
-	back  bool // on its way back to the request's reactor
-	st    bdev.Status
+	b *backend // the request's; nil for the store's own (internal)
+	// internal answers a fill the store made itself, on the metadata
+	// reactor.
+	internal func(bdev.Status)
+	s        *Store
+	child    *bdev.Request
+	vol      uint32
+	lc       uint64
+	off      uint64 // the part of the cluster, in blocks
+	n        uint64
+	data     []byte // nil: zeroes
+	unmap    bool   // the whole cluster leaves a thin volume's map
+	fua      bool
+	back     bool // on its way back to the request's reactor
+	st       bdev.Status
 
 	// The metadata reactor's.
 	key     clusterKey
@@ -135,6 +139,12 @@ func (f *fill) Run(*reactor.Reactor) {
 func (s *Store) done(f *fill, st bdev.Status) {
 	f.st, f.back = st, true
 	s.fills.inflight--
+	if f.internal != nil {
+		cb := f.internal
+		f.internal = nil
+		cb(st)
+		return
+	}
 	if f.b.r == s.r {
 		s.r.Defer(f)
 		return
@@ -351,6 +361,25 @@ func (f *fill) finish(st bdev.Status) {
 	for _, w := range waiters {
 		s.onFill(w)
 	}
+}
+
+// zeroTail zeroes blocks off to the end of volume id's cluster lc, as a
+// fill: in place, or, when the cluster is shared, in a copy of it. A
+// shrink that ends inside a cluster keeps every mapped cluster's bytes
+// past the volume's end zero, so that growing again, or a larger clone
+// of a snapshot, reads zeroes there. Metadata reactor only.
+func (s *Store) zeroTail(id uint32, lc, off uint64, done func(error)) {
+	f := &fill{s: s, vol: id, lc: lc, off: off, n: s.csBlocks - off}
+	f.req.Callback = f.ioDone
+	f.internal = func(st bdev.Status) {
+		if err := st.Err(); err != nil {
+			done(fmt.Errorf("lvol: zeroing volume %d's cluster %d past block %d: %w", id, lc, off, err))
+			return
+		}
+		done(nil)
+	}
+	s.fills.inflight++
+	s.onFill(f)
 }
 
 // spaceFreed lets the fills that waited for clusters try again.

@@ -272,13 +272,32 @@ func (s *Store) ResizeVolume(ctx context.Context, name string, size uint64) erro
 			done(fmt.Errorf("%w: growing %q needs %d clusters, %d are free", ErrNoSpace, name, grow, s.t.nfree))
 			return
 		}
-		s.commit([]format.Record{{Type: format.RecVolumeResize, ID: vi.ID, Size: size}}, true, func(err error) {
-			if err != nil || v.thin() {
+		resize := func(err error) {
+			if err != nil {
 				done(err)
 				return
 			}
-			s.mapThick(vi.ID, done)
-		})
+			s.commit([]format.Record{{Type: format.RecVolumeResize, ID: vi.ID, Size: size}}, true, func(err error) {
+				if err != nil || v.thin() {
+					done(err)
+					return
+				}
+				s.mapThick(vi.ID, done)
+			})
+		}
+		if tail := size % s.sb.ClusterSize; size < vi.Size && tail != 0 {
+			// The cut cluster's bytes past the new end zeroed first
+			// (zeroTail), durable before the record.
+			s.zeroTail(vi.ID, size/s.sb.ClusterSize, tail/s.bs, func(err error) {
+				if err != nil {
+					resize(err)
+					return
+				}
+				s.fl.flush(resize)
+			})
+			return
+		}
+		resize(nil)
 	})
 	if err != nil {
 		if dev != nil && size < vi.Size {

@@ -417,6 +417,31 @@ func TestThickResize(t *testing.T) {
 	require.ErrorIs(t, err, ErrNotFound)
 }
 
+// A shrink that ends inside a cluster, then a grow: the blocks past the
+// old end read zeroes, on a thin and a thick volume.
+func TestShrinkThenGrowReadsZeroes(t *testing.T) {
+	for _, thin := range []bool{false, true} {
+		t.Run(fmt.Sprintf("thin=%v", thin), func(t *testing.T) {
+			s, g := storeOn(t, mallocPool(t, 16<<20, 512))
+			_, err := s.CreateVolume(VolumeSpec{Name: "v", Size: 4 * poolCluster, Thin: thin})
+			require.NoError(t, err)
+			c := bdevtest.Open(t, openVol(t, s, "v"), g.Get(0))
+			const cb = poolCluster / 512
+			buf := bdevtest.Buffers(t, poolCluster)
+			bdevtest.Fill(buf, 1)
+			require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpWrite, cb, cb, buf))
+			require.NoError(t, s.ResizeVolume(context.Background(), "v", poolCluster+7*512))
+			require.NoError(t, s.ResizeVolume(context.Background(), "v", 4*poolCluster))
+			require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpRead, cb, cb, buf))
+			want := bdevtest.Buffers(t, poolCluster)
+			bdevtest.Fill(want, 1)
+			clear(want[7*512:])
+			require.True(t, bytes.Equal(want, buf))
+			requireChecks(t, s)
+		})
+	}
+}
+
 // The mapped path allocates nothing per I/O.
 func TestMappedPathAllocatesNothing(t *testing.T) {
 	s, g := storeOn(t, mallocPool(t, 32<<20, 4096))
