@@ -186,6 +186,37 @@ func (c *Client) DeleteVolume(ctx context.Context, name string) error {
 	return err
 }
 
+// CheckPool verifies a volume store pool and returns the faults found.
+func (c *Client) CheckPool(ctx context.Context, name string) ([]string, error) {
+	var out CheckResponse
+	_, err := c.do(ctx, http.MethodGet, "/v1/pools/"+esc(name)+"/check", nil, &out)
+	return out.Faults, err
+}
+
+// CreateSnapshot takes a snapshot; created is false when it existed
+// already.
+func (c *Client) CreateSnapshot(ctx context.Context, req SnapshotRequest) (s engine.Snapshot, created bool, err error) {
+	status, err := c.do(ctx, http.MethodPost, "/v1/snapshots", req, &s)
+	return s, status == http.StatusCreated, err
+}
+
+// Snapshots lists the snapshots, of one volume when volume is not "".
+func (c *Client) Snapshots(ctx context.Context, volume string) ([]engine.Snapshot, error) {
+	var l SnapshotList
+	path := "/v1/snapshots"
+	if volume != "" {
+		path += "?volume=" + url.QueryEscape(volume)
+	}
+	_, err := c.do(ctx, http.MethodGet, path, nil, &l)
+	return l.Snapshots, err
+}
+
+// DeleteSnapshot deletes a snapshot.
+func (c *Client) DeleteSnapshot(ctx context.Context, name string) error {
+	_, err := c.do(ctx, http.MethodDelete, "/v1/snapshots/"+esc(name), nil, nil)
+	return err
+}
+
 // CreateShare shares a volume; created is false when it was shared so
 // already.
 func (c *Client) CreateShare(ctx context.Context, req ShareRequest) (s engine.Share, created bool, err error) {

@@ -107,11 +107,16 @@ func NewHandler(e *engine.Engine, o Options) http.Handler {
 	m.HandleFunc("POST /v1/pools", s.createPool)
 	m.HandleFunc("GET /v1/pools/{name}", s.getPool)
 	m.HandleFunc("DELETE /v1/pools/{name}", s.deletePool)
+	m.HandleFunc("GET /v1/pools/{name}/check", s.checkPool)
 	m.HandleFunc("GET /v1/volumes", s.listVolumes)
 	m.HandleFunc("POST /v1/volumes", s.createVolume)
 	m.HandleFunc("GET /v1/volumes/{name}", s.getVolume)
 	m.HandleFunc("DELETE /v1/volumes/{name}", s.deleteVolume)
 	m.HandleFunc("POST /v1/volumes/{name}/resize", s.resizeVolume)
+	m.HandleFunc("GET /v1/snapshots", s.listSnapshots)
+	m.HandleFunc("POST /v1/snapshots", s.createSnapshot)
+	m.HandleFunc("GET /v1/snapshots/{name}", s.getSnapshot)
+	m.HandleFunc("DELETE /v1/snapshots/{name}", s.deleteSnapshot)
 	m.HandleFunc("GET /v1/shares", s.listShares)
 	m.HandleFunc("POST /v1/shares", s.createShare)
 	m.HandleFunc("GET /v1/shares/{name}", s.getShare)
@@ -258,7 +263,9 @@ func (s *server) createPool(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	p, made, err := s.e.CreatePool(r.Context(), engine.PoolSpec(req))
+	p, made, err := s.e.CreatePool(r.Context(), engine.PoolSpec{
+		Name: req.Name, URI: req.URI, Format: req.Format, ClusterSize: uint64(req.ClusterSize), Import: req.Import,
+	})
 	if err != nil {
 		s.failErr(w, r, err)
 		return
@@ -268,6 +275,39 @@ func (s *server) createPool(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) deletePool(w http.ResponseWriter, r *http.Request) {
 	s.deleted(w, r, s.e.DeletePool(r.Context(), r.PathValue("name")))
+}
+
+func (s *server) checkPool(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	faults, err := s.e.CheckPool(name)
+	answer(s, w, r, CheckResponse{Pool: name, Faults: faults}, err)
+}
+
+func (s *server) listSnapshots(w http.ResponseWriter, r *http.Request) {
+	snaps, err := s.e.Snapshots(r.URL.Query().Get("volume"))
+	answer(s, w, r, SnapshotList{Snapshots: snaps}, err)
+}
+
+func (s *server) getSnapshot(w http.ResponseWriter, r *http.Request) {
+	sn, err := s.e.GetSnapshot(r.PathValue("name"))
+	answer(s, w, r, sn, err)
+}
+
+func (s *server) createSnapshot(w http.ResponseWriter, r *http.Request) {
+	var req SnapshotRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	sn, made, err := s.e.CreateSnapshot(r.Context(), engine.SnapshotSpec(req))
+	if err != nil {
+		s.failErr(w, r, err)
+		return
+	}
+	created(w, sn, made)
+}
+
+func (s *server) deleteSnapshot(w http.ResponseWriter, r *http.Request) {
+	s.deleted(w, r, s.e.DeleteSnapshot(r.Context(), r.PathValue("name")))
 }
 
 func (s *server) listVolumes(w http.ResponseWriter, _ *http.Request) {
@@ -284,7 +324,9 @@ func (s *server) createVolume(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	v, made, err := s.e.CreateVolume(r.Context(), engine.VolumeSpec{Name: req.Name, Pool: req.Pool, SizeBytes: uint64(req.Size)})
+	v, made, err := s.e.CreateVolume(r.Context(), engine.VolumeSpec{
+		Name: req.Name, Pool: req.Pool, SizeBytes: uint64(req.Size), Thin: req.Thin, Snapshot: req.Snapshot,
+	})
 	if err != nil {
 		s.failErr(w, r, err)
 		return

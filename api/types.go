@@ -13,6 +13,11 @@ import (
 type PoolRequest struct {
 	Name string `json:"name"`
 	URI  string `json:"uri"`
+	// Format is "extent" (the default) or "lvol" (a volume store).
+	Format      string `json:"format,omitempty"`
+	ClusterSize Size   `json:"cluster_size,omitempty"`
+	// Import opens the volume store the device holds, with its volumes.
+	Import bool `json:"import,omitempty"`
 }
 
 // VolumeRequest creates a volume: POST /v1/volumes.
@@ -20,6 +25,23 @@ type VolumeRequest struct {
 	Name string `json:"name"`
 	Pool string `json:"pool"`
 	Size Size   `json:"size"`
+	Thin bool   `json:"thin,omitempty"`
+	// Snapshot makes the volume a thin clone of that snapshot (pool and
+	// size then optional).
+	Snapshot string `json:"snapshot,omitempty"`
+}
+
+// SnapshotRequest takes a snapshot: POST /v1/snapshots.
+type SnapshotRequest struct {
+	Volume string `json:"volume"`
+	Name   string `json:"name"`
+}
+
+// CheckResponse is GET /v1/pools/{name}/check: every fault found (none:
+// the pool checks).
+type CheckResponse struct {
+	Pool   string   `json:"pool"`
+	Faults []string `json:"faults"`
 }
 
 // ResizeRequest grows a volume: POST /v1/volumes/{name}/resize.
@@ -56,6 +78,9 @@ type (
 	}
 	HostList struct {
 		Hosts []engine.Host `json:"hosts"`
+	}
+	SnapshotList struct {
+		Snapshots []engine.Snapshot `json:"snapshots"`
 	}
 )
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/strata-storage/strata/bdev"
 	"github.com/strata-storage/strata/bdev/file"
+	"github.com/strata-storage/strata/bdev/lvol"
 	"github.com/strata-storage/strata/bdev/malloc"
 	"github.com/strata-storage/strata/bdev/null"
 	"github.com/strata-storage/strata/bdev/nvmf"
@@ -94,6 +95,10 @@ type Engine struct {
 	shareMu sync.Mutex
 	// workers counts the volume workers running (see job).
 	workers sync.WaitGroup
+	// lvolMu serializes the changes of volume stores' volumes and
+	// snapshots (lvol.go), which do device work outside mu. Taken after
+	// shareMu, before mu.
+	lvolMu sync.Mutex
 
 	mu      sync.Mutex // guards everything below
 	closed  bool
@@ -109,6 +114,7 @@ type Engine struct {
 // when to try again.
 type livePool struct {
 	dev     bdev.Device // nil when faulted
+	store   *lvol.Store // a FormatLvol pool's, open over dev
 	err     error       // why it is faulted (set first, while the device is taken down)
 	retry   retry
 	unwatch func() // ends the subscription to dev's events
@@ -116,7 +122,7 @@ type livePool struct {
 
 // liveVolume is a volume's runtime half.
 type liveVolume struct {
-	kind volumeKind
+	kind volumeKind // nil for KindLvol: the store does what kinds do
 	// dev shows the volume's ready blocks to hosts; nil when its pool is
 	// faulted (err says why) or while the volume is being created.
 	dev volumeDevice
@@ -245,6 +251,11 @@ func (e *Engine) start() {
 			work = append(work, name)
 		}
 	}
+	for _, name := range slices.Sorted(maps.Keys(e.st.pools)) {
+		if e.st.pools[name].isLvol() {
+			e.syncLvolVolumes(name)
+		}
+	}
 	for _, name := range slices.Sorted(maps.Keys(e.st.shares)) {
 		e.shares[name] = &liveShare{}
 		if e.cfg.Exporter == nil {
@@ -266,12 +277,22 @@ func (e *Engine) start() {
 // with e.mu held (or before the engine is shared).
 func (e *Engine) bringUpVolume(name string) (owed bool) {
 	v, lv := e.st.volumes[name], e.volumes[name]
+	p := e.pools[v.Pool]
+	lv.err = nil
+	if v.Kind == KindLvol {
+		if p.store == nil {
+			lv.err = fmt.Errorf("pool %s is faulted", v.Pool)
+			return false
+		}
+		if lv.dev, lv.err = e.openLvolVolume(name, p); lv.err != nil {
+			e.log.Error("volume faulted", "volume", name, "err", lv.err)
+		}
+		return false
+	}
 	online := lv.kind.blocks(v)
 	if v.Work.Op != "" {
 		online = v.Work.OnlineBlocks
 	}
-	p := e.pools[v.Pool]
-	lv.err = nil
 	switch {
 	case p.err != nil:
 		lv.err = fmt.Errorf("pool %s is faulted", v.Pool)
@@ -306,7 +327,12 @@ func (e *Engine) sharesToExport(now time.Time) []shareRecord {
 		if ls.exported || ls.retry.at.After(now) {
 			continue
 		}
-		if lv := e.volumes[name]; lv.dev == nil {
+		lv := e.volumes[name]
+		switch {
+		case lv == nil: // a volume store's, its pool not up
+			ls.err = fmt.Errorf("volume %s is not known: its pool %s is not online", name, e.st.shares[name].Pool)
+			continue
+		case lv.dev == nil:
 			ls.err = fmt.Errorf("volume %s is faulted: %v", name, lv.err)
 			continue
 		}
@@ -425,6 +451,11 @@ func (e *Engine) reconcile(now time.Time) {
 			continue
 		}
 		e.pools[p.Name] = lp
+		if p.isLvol() {
+			e.syncLvolVolumes(p.Name)
+			e.mu.Unlock()
+			continue
+		}
 		for _, name := range slices.Sorted(maps.Keys(e.st.volumes)) {
 			if v := e.st.volumes[name]; v.Pool == p.Name && e.volumes[name].job == nil && e.bringUpVolume(name) {
 				e.resumeWork(name)
@@ -457,12 +488,24 @@ func (e *Engine) openPool(ctx context.Context, p poolRecord) *livePool {
 			dev = nil
 		}
 	}
+	var store *lvol.Store
+	if err == nil && p.isLvol() {
+		if store, err = lvol.Open(dev, e.r); err == nil && store.Pool() != bdev.UUID(p.UUID) {
+			err = fmt.Errorf("the device holds volume store %s, not this pool's %s", store.Pool(), bdev.UUID(p.UUID))
+			err = errors.Join(err, store.Close())
+		}
+		if err != nil {
+			err = errors.Join(err, e.reg.Delete(p.Name))
+		}
+	}
 	if err != nil {
 		e.log.Error("pool faulted", "pool", p.Name, "uri", p.URI, "err", err)
 		return &livePool{err: err}
 	}
 	e.log.Info("pool online", "pool", p.Name, "uri", p.URI, "capacity_bytes", p.Blocks*uint64(p.BlockSize))
-	return e.watchPool(p.Name, dev)
+	lp := e.watchPool(p.Name, dev)
+	lp.store = store
+	return lp
 }
 
 // watchPool makes the live half of a pool whose device is open, listening
@@ -535,6 +578,15 @@ func (e *Engine) poolFaulted(name string, lp *livePool, err error) {
 		}
 	}
 	lp.unwatch()
+	e.mu.Lock()
+	store := lp.store
+	lp.store = nil
+	e.mu.Unlock()
+	if store != nil {
+		if err := store.Close(); err != nil {
+			e.log.Error("volume store did not close cleanly", "pool", name, "err", err)
+		}
+	}
 	if err := e.reg.Delete(name); err != nil {
 		e.log.Error("pool device did not close", "pool", name, "err", err)
 	}
@@ -616,6 +668,14 @@ func (e *Engine) Close() error {
 			if err := dev.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("volume %s: %w", name, err))
 			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(e.pools)) {
+		if lp := e.pools[name]; lp.store != nil {
+			if err := lp.store.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("pool %s: %w", name, err))
+			}
+			lp.store = nil
 		}
 	}
 	for _, name := range e.reg.Names() {

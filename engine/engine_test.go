@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -88,7 +89,7 @@ func TestPools(t *testing.T) {
 	p := mustPool(t, e, "fast", "malloc:///?size=8MiB")
 	require.Equal(t, engine.Pool{
 		Name: "fast", URI: "malloc:///?size=8MiB", UUID: p.UUID, State: engine.StateOnline, BlockSize: 4096,
-		CapacityBytes: 8 << 20, FreeBytes: 8 << 20, LargestFreeBytes: 8 << 20,
+		CapacityBytes: 8 << 20, FreeBytes: 8 << 20, LargestFreeBytes: 8 << 20, Format: engine.FormatExtent,
 	}, p)
 	again, created, err := e.CreatePool(ctx, engine.PoolSpec{Name: "fast", URI: "malloc:///?size=8MiB"})
 	require.NoError(t, err)
@@ -674,7 +675,7 @@ func TestOpenUpgradesVersion1State(t *testing.T) {
 	require.Equal(t, v1, kept, "the version 1 file is kept as it was")
 	now, err := os.ReadFile(path)
 	require.NoError(t, err)
-	require.Contains(t, string(now), `"version": 2`)
+	require.Contains(t, string(now), fmt.Sprintf(`"version": %d`, engine.StateVersion))
 	require.Contains(t, string(now), `"kind": "extent"`)
 	require.NoError(t, e.Close())
 

@@ -64,3 +64,9 @@ func errorf(kind error, format string, args ...any) error {
 	err := fmt.Errorf(format, args...)
 	return &kindError{kind: kind, msg: err.Error(), cause: errors.Unwrap(err)}
 }
+
+// hasKind reports an error that already carries a kind.
+func hasKind(err error) bool {
+	var ke *kindError
+	return errors.As(err, &ke)
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/strata-storage/strata/bdev"
 	"github.com/strata-storage/strata/bdev/file"
+	"github.com/strata-storage/strata/bdev/lvol"
 	"github.com/strata-storage/strata/engine/extent"
 )
 
@@ -31,6 +32,14 @@ type PoolSpec struct {
 	// URI names the device: uring:///path?size=..., malloc:///?size=...,
 	// null:///?size=...
 	URI string
+	// Format is FormatExtent ("" too) or FormatLvol.
+	Format string
+	// ClusterSize is a new volume store's allocation unit (0: the
+	// store's default).
+	ClusterSize uint64
+	// Import opens the volume store the device holds, with its volumes,
+	// rather than formatting it (FormatLvol implied).
+	Import bool
 }
 
 // Pool describes a pool.
@@ -45,6 +54,16 @@ type Pool struct {
 	FreeBytes        uint64 `json:"free_bytes"`
 	LargestFreeBytes uint64 `json:"largest_free_bytes"`
 	Volumes          int    `json:"volumes"`
+	// Format is FormatExtent or FormatLvol. For a volume store,
+	// AllocatedBytes is the clusters in use (volumes, snapshots, space on
+	// its way back) and CommittedBytes what its volumes would take if
+	// every one were full: above CapacityBytes, thin volumes overcommit
+	// the pool. For an extent pool both are the bytes its volumes hold.
+	Format         string `json:"format"`
+	ClusterSize    uint64 `json:"cluster_size,omitempty"`
+	AllocatedBytes uint64 `json:"allocated_bytes"`
+	CommittedBytes uint64 `json:"committed_bytes"`
+	Snapshots      int    `json:"snapshots,omitempty"`
 }
 
 func (e *Engine) poolView(name string) Pool {
@@ -61,6 +80,20 @@ func (e *Engine) poolView(name string) Pool {
 	for _, vol := range e.st.volumes {
 		if vol.Pool == name {
 			v.Volumes++
+		}
+	}
+	v.Format = FormatExtent
+	v.AllocatedBytes = v.CapacityBytes - v.FreeBytes
+	v.CommittedBytes = v.AllocatedBytes
+	if p.isLvol() {
+		v.Format, v.ClusterSize = FormatLvol, p.ClusterSize
+		v.CapacityBytes, v.FreeBytes, v.LargestFreeBytes, v.AllocatedBytes, v.CommittedBytes = 0, 0, 0, 0, 0
+		if lp.store != nil {
+			st := lp.store.Stats()
+			v.CapacityBytes, v.AllocatedBytes, v.CommittedBytes = st.Capacity, st.Allocated, st.Committed
+			v.FreeBytes = st.Capacity - st.Allocated
+			v.LargestFreeBytes = v.FreeBytes // thin: any free cluster will do
+			v.Snapshots = st.Volumes - v.Volumes
 		}
 	}
 	return v
@@ -107,13 +140,29 @@ func (e *Engine) CreatePool(ctx context.Context, spec PoolSpec) (Pool, bool, err
 	if err := checkURIOptions(u); err != nil {
 		return Pool{}, false, errorf(ErrInvalid, "pool URI %q: %w", spec.URI, err)
 	}
+	if spec.Import {
+		spec.Format = FormatLvol
+	}
+	switch spec.Format {
+	case "", FormatExtent:
+		spec.Format = ""
+		if spec.ClusterSize != 0 {
+			return Pool{}, false, errorf(ErrInvalid, "pool %q: a cluster size is for volume store pools (format %s)", spec.Name, FormatLvol)
+		}
+	case FormatLvol:
+		if spec.Import && spec.ClusterSize != 0 {
+			return Pool{}, false, errorf(ErrInvalid, "pool %q: an imported pool keeps its cluster size", spec.Name)
+		}
+	default:
+		return Pool{}, false, errorf(ErrInvalid, "pool %q: format %q: want %s or %s", spec.Name, spec.Format, FormatExtent, FormatLvol)
+	}
 	if err := e.begin(); err != nil {
 		return Pool{}, false, err
 	}
 	if p, ok := e.st.pools[spec.Name]; ok {
 		defer e.mu.Unlock()
-		if p.URI != spec.URI {
-			return Pool{}, false, errorf(ErrConflict, "pool %q exists with URI %q", spec.Name, p.URI)
+		if p.URI != spec.URI || p.Format != spec.Format {
+			return Pool{}, false, errorf(ErrConflict, "pool %q exists with URI %q, format %s", spec.Name, p.URI, e.poolView(spec.Name).Format)
 		}
 		return e.poolView(spec.Name), false, nil
 	}
@@ -129,6 +178,14 @@ func (e *Engine) CreatePool(ctx context.Context, spec PoolSpec) (Pool, bool, err
 	e.mu.Unlock()
 
 	dev, err := e.openDevice(ctx, spec.Name, spec.URI)
+	var store *lvol.Store
+	if err == nil && spec.Format == FormatLvol {
+		// Formatting or loading the store is device work: outside e.mu,
+		// the name still held in e.opening.
+		if store, err = e.openStore(dev, spec.Name, spec); err != nil {
+			err = errors.Join(err, e.reg.Delete(spec.Name))
+		}
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if errors.Is(err, ErrInterrupted) {
@@ -139,22 +196,49 @@ func (e *Engine) CreatePool(ctx context.Context, spec PoolSpec) (Pool, bool, err
 		if errors.Is(err, bdev.ErrBadURI) || errors.Is(err, bdev.ErrBadScheme) {
 			return Pool{}, false, errorf(ErrInvalid, "pool URI %q: %w", spec.URI, err)
 		}
+		if hasKind(err) {
+			return Pool{}, false, err
+		}
 		return Pool{}, false, errorf(ErrDevice, "pool %q: open %s: %w", spec.Name, spec.URI, err)
 	}
+	undo := func(err error) error {
+		if store != nil {
+			err = errors.Join(err, store.Close())
+		}
+		return errors.Join(err, e.reg.Delete(spec.Name))
+	}
 	if e.closed {
-		return Pool{}, false, errors.Join(ErrClosed, e.reg.Delete(spec.Name))
+		return Pool{}, false, undo(ErrClosed)
 	}
 	in := dev.Info()
-	next := e.st.clone()
-	next.pools[spec.Name] = poolRecord{
+	rec := poolRecord{
 		Name: spec.Name, URI: spec.URI, UUID: textUUID(bdev.NewUUID()),
 		BlockSize: in.BlockSize, Blocks: in.Blocks, Free: extent.All(in.Blocks),
 	}
-	if err := e.commit(next); err != nil {
-		return Pool{}, false, errors.Join(err, e.reg.Delete(spec.Name))
+	if store != nil {
+		var taken []string
+		for _, name := range storeNames(store) {
+			if what := e.nameTaken(name); what != "" {
+				taken = append(taken, what)
+			}
+		}
+		if len(taken) > 0 {
+			return Pool{}, false, undo(errorf(ErrConflict, "pool %q: %d of its names are taken here: %s", spec.Name, len(taken), joinNames(taken, 5)))
+		}
+		rec.UUID, rec.Format, rec.ClusterSize, rec.Free = textUUID(store.Pool()), FormatLvol, store.Layout().ClusterSize, nil
 	}
-	e.pools[spec.Name] = e.watchPool(spec.Name, dev)
-	e.log.Info("pool created", "pool", spec.Name, "uri", spec.URI, "capacity_bytes", in.Size())
+	next := e.st.clone()
+	next.pools[spec.Name] = rec
+	if err := e.commit(next); err != nil {
+		return Pool{}, false, undo(err)
+	}
+	lp := e.watchPool(spec.Name, dev)
+	lp.store = store
+	e.pools[spec.Name] = lp
+	if store != nil {
+		e.syncLvolVolumes(spec.Name)
+	}
+	e.log.Info("pool created", "pool", spec.Name, "uri", spec.URI, "capacity_bytes", in.Size(), "format", e.poolView(spec.Name).Format, "import", spec.Import)
 	return e.poolView(spec.Name), true, nil
 }
 
@@ -243,15 +327,25 @@ func (e *Engine) DeletePool(_ context.Context, name string) error {
 		slices.Sort(vols)
 		return errorf(ErrConflict, "pool %q holds %d volumes (%s): delete them first", name, len(vols), joinNames(vols, 5))
 	}
+	lp := e.pools[name]
+	if lp.store != nil {
+		if names := storeNames(lp.store); len(names) > 0 {
+			return errorf(ErrConflict, "pool %q holds %d snapshots (%s): delete them first", name, len(names), joinNames(names, 5))
+		}
+	}
 	next := e.st.clone()
 	delete(next.pools, name)
 	if err := e.commit(next); err != nil {
 		return err
 	}
 	var err error
-	if lp := e.pools[name]; lp.dev != nil {
+	if lp.store != nil {
+		err = lp.store.Close()
+		lp.store = nil
+	}
+	if lp.dev != nil {
 		lp.unwatch()
-		err = e.reg.Delete(name)
+		err = errors.Join(err, e.reg.Delete(name))
 	}
 	delete(e.pools, name)
 	e.log.Info("pool deleted", "pool", name)

@@ -215,7 +215,7 @@ func (e *Engine) CreateShare(ctx context.Context, spec ShareSpec) (Share, bool, 
 	}
 	e.shareMu.Lock()
 	defer e.shareMu.Unlock()
-	sub, existing, exists, err := e.planShare(rec)
+	sub, existing, exists, err := e.planShare(&rec)
 	if err != nil || exists {
 		return existing, false, err
 	}
@@ -236,16 +236,20 @@ func (e *Engine) CreateShare(ctx context.Context, spec ShareSpec) (Share, bool, 
 
 // planShare checks a new share against the state and returns what to
 // export, or the share when it exists already.
-func (e *Engine) planShare(rec shareRecord) (sub SubsystemSpec, existing Share, exists bool, err error) {
+func (e *Engine) planShare(rec *shareRecord) (sub SubsystemSpec, existing Share, exists bool, err error) {
 	if err := e.begin(); err != nil {
 		return sub, existing, false, err
 	}
 	defer e.mu.Unlock()
-	if _, ok := e.st.volumes[rec.Volume]; !ok {
+	v, ok := e.st.volumes[rec.Volume]
+	if !ok {
 		return sub, existing, false, errorf(ErrNotFound, "volume %q not found", rec.Volume)
 	}
+	if v.Kind == KindLvol {
+		rec.Pool = v.Pool // the share outlives the volume's record while the pool is away
+	}
 	if cur, ok := e.st.shares[rec.Volume]; ok {
-		if !sameShare(cur, rec) {
+		if !sameShare(cur, *rec) {
 			return sub, existing, false, errorf(ErrConflict, "volume %q is already shared as %s with other settings: remove that share first", rec.Volume, cur.NQN)
 		}
 		return sub, e.shareView(rec.Volume), true, nil
@@ -261,7 +265,7 @@ func (e *Engine) planShare(rec shareRecord) (sub SubsystemSpec, existing Share, 
 	if e.volumes[rec.Volume].dev == nil {
 		return sub, existing, false, e.unavailable(rec.Volume)
 	}
-	return e.subsystemSpec(rec), existing, false, nil
+	return e.subsystemSpec(*rec), existing, false, nil
 }
 
 // DeleteShare stops exporting a volume and forgets the share. The exporter

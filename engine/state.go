@@ -22,7 +22,7 @@ import (
 
 // StateVersion is the version of the state file this code writes. It
 // reads every earlier version too, migrating it (migrations).
-const StateVersion = 2
+const StateVersion = 3
 
 // migrations[v] turns a state file of version v, as a JSON document, into
 // one of version v+1. Each is a pure function of the document: no device
@@ -42,6 +42,10 @@ var migrations = map[int]func(doc map[string]any) error{
 		}
 		return nil
 	},
+	// Version 3 adds volume store pools ("format": "lvol"), whose volumes
+	// live on their devices, and shares that name such a volume's pool.
+	// A version 2 file has neither: every pool is an extent pool.
+	2: func(map[string]any) error { return nil },
 }
 
 // StateFile is the state file's name in the data directory.
@@ -53,11 +57,12 @@ const maxStateBytes = 64 << 20
 
 // stateFile is the JSON layout of state.json:
 //
-//	{"version": 2,
-//	 "pools":   [{"name", "uri", "uuid", "block_size", "blocks", "free_extents": [{"start_block", "blocks"}]}],
+//	{"version": 3,
+//	 "pools":   [{"name", "uri", "uuid", "block_size", "blocks", "free_extents": [{"start_block", "blocks"}],
+//	              "format", "cluster_size"}],
 //	 "volumes": [{"name", "pool", "kind", "uuid", "nguid", "serial", "extent": {"start_block", "blocks"},
 //	              "work": {"op", "online_blocks", "done_blocks"}}],
-//	 "shares":  [{"volume", "nqn", "listeners": ["ip:port"], "hosts": [nqn], "allow_any_host"}],
+//	 "shares":  [{"volume", "pool", "nqn", "listeners": ["ip:port"], "hosts": [nqn], "allow_any_host"}],
 //	 "hosts":   [{"name", "nqn"}]}
 //
 // Every list is sorted by name. A pool's free extents and its volumes'
@@ -65,6 +70,12 @@ const maxStateBytes = 64 << 20
 // invariant, so a state that loads is one the engine can act on. A
 // volume's "work" (see workRecord) is there only while it is owed device
 // work; version 2 files written before work existed have none.
+//
+// A volume store pool ("format": "lvol"; absent is "extent") has no free
+// extents and no volumes in the file: its device holds them (KindLvol),
+// and the pool's UUID is the store's, which the device must hold. A
+// share of such a volume names the pool, so that it can be checked while
+// the pool's device is away.
 type stateFile struct {
 	Version int            `json:"version"`
 	Pools   []poolRecord   `json:"pools"`
@@ -80,6 +91,9 @@ type poolRecord struct {
 	BlockSize uint32      `json:"block_size"`
 	Blocks    uint64      `json:"blocks"`
 	Free      extent.List `json:"free_extents"`
+	// Format is FormatLvol for a volume store; "" is FormatExtent.
+	Format      string `json:"format,omitempty"`
+	ClusterSize uint64 `json:"cluster_size,omitempty"`
 }
 
 type volumeRecord struct {
@@ -134,7 +148,9 @@ func (w workRecord) check(blocks uint64) error {
 }
 
 type shareRecord struct {
-	Volume       string   `json:"volume"`
+	Volume string `json:"volume"`
+	// Pool is the volume's pool when that is a volume store ("" else).
+	Pool         string   `json:"pool,omitempty"`
 	NQN          string   `json:"nqn"`
 	Listeners    []string `json:"listeners"`
 	Hosts        []string `json:"hosts"`
@@ -213,7 +229,9 @@ func (s *state) file() stateFile {
 		f.Pools = append(f.Pools, s.pools[k])
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.volumes)) {
-		f.Volumes = append(f.Volumes, s.volumes[k])
+		if s.volumes[k].Kind != KindLvol { // the pool's device holds those
+			f.Volumes = append(f.Volumes, s.volumes[k])
+		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.shares)) {
 		f.Shares = append(f.Shares, s.shares[k])
@@ -348,6 +366,9 @@ func decodeCurrent(b []byte) (*state, error) {
 		s.pools[p.Name] = p
 	}
 	for _, v := range f.Volumes {
+		if v.Kind == KindLvol {
+			return nil, fmt.Errorf("volume %q of kind %q: a volume store's volumes live on its device, never in the state file", v.Name, v.Kind)
+		}
 		if _, dup := s.volumes[v.Name]; dup {
 			return nil, fmt.Errorf("volume %q listed twice", v.Name)
 		}
@@ -388,6 +409,16 @@ func (s *state) check() error {
 		if !ok {
 			return fmt.Errorf("volume %q: no pool %q", name, v.Pool)
 		}
+		if (v.Kind == KindLvol) != p.isLvol() {
+			return fmt.Errorf("volume %q: a volume of kind %q in pool %q of format %q", name, v.Kind, v.Pool, p.Format)
+		}
+		if other, dup := uuids[v.UUID]; dup {
+			return fmt.Errorf("volumes %q and %q have the same UUID", other, name)
+		}
+		uuids[v.UUID] = name
+		if v.Kind == KindLvol {
+			continue // its store checks it
+		}
 		for _, x := range kinds[v.Kind].used(v) {
 			if x.Blocks == 0 || x.Start > p.Blocks || x.Blocks > p.Blocks-x.Start {
 				return fmt.Errorf("volume %q: extent %v outside pool %q of %d blocks", name, x, v.Pool, p.Blocks)
@@ -397,12 +428,11 @@ func (s *state) check() error {
 		if err := v.Work.check(kinds[v.Kind].blocks(v)); err != nil {
 			return fmt.Errorf("volume %q: %w", name, err)
 		}
-		if other, dup := uuids[v.UUID]; dup {
-			return fmt.Errorf("volumes %q and %q have the same UUID", other, name)
-		}
-		uuids[v.UUID] = name
 	}
 	for name, p := range s.pools {
+		if p.isLvol() {
+			continue
+		}
 		if err := tiles(p, used[name]); err != nil {
 			return fmt.Errorf("pool %q: %w", name, err)
 		}
@@ -410,7 +440,18 @@ func (s *state) check() error {
 	nqns := map[string]string{}
 	for vol, sh := range s.shares {
 		v, ok := s.volumes[vol]
-		if !ok || sh.Volume != vol {
+		switch {
+		case sh.Volume != vol:
+			return fmt.Errorf("share %q: of volume %q", vol, sh.Volume)
+		case sh.Pool != "":
+			// A volume store's volume: known only while its pool is up.
+			if p, pok := s.pools[sh.Pool]; !pok || !p.isLvol() {
+				return fmt.Errorf("share %q: no volume store pool %q", vol, sh.Pool)
+			}
+			if ok && v.Pool != sh.Pool {
+				return fmt.Errorf("share %q: of pool %q, its volume is in pool %q", vol, sh.Pool, v.Pool)
+			}
+		case !ok:
 			return fmt.Errorf("share %q: no volume %q", vol, sh.Volume)
 		}
 		if v.Work.Op == workCreate {
@@ -453,6 +494,19 @@ func (p poolRecord) check(name string) error {
 	if p.UUID == (textUUID{}) {
 		return fmt.Errorf("pool %q: no UUID", name)
 	}
+	switch p.Format {
+	case "":
+		if p.ClusterSize != 0 {
+			return fmt.Errorf("pool %q: an extent pool with a cluster size", name)
+		}
+	case FormatLvol:
+		if len(p.Free) > 0 || p.ClusterSize == 0 {
+			return fmt.Errorf("pool %q: a volume store with free extents or no cluster size", name)
+		}
+		return nil
+	default:
+		return fmt.Errorf("pool %q: unknown format %q", name, p.Format)
+	}
 	if err := p.Free.Validate(p.Blocks); err != nil {
 		return fmt.Errorf("pool %q: %w", name, err)
 	}
@@ -463,7 +517,7 @@ func (v volumeRecord) check(name string) error {
 	if err := bdev.ValidName(name); err != nil || v.Name != name {
 		return fmt.Errorf("volume %q: bad name", name)
 	}
-	if _, ok := kinds[v.Kind]; !ok {
+	if _, ok := kinds[v.Kind]; !ok && v.Kind != KindLvol {
 		return fmt.Errorf("volume %q: unknown kind %q", name, v.Kind)
 	}
 	if v.UUID == (textUUID{}) || v.NGUID == (hexID{}) {

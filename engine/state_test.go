@@ -13,7 +13,7 @@ import (
 // validState is a state file with one of everything: pool p0 of 100
 // blocks holds v0 at [0, 10) and v1 at [30, 50).
 const validState = `{
-  "version": 2,
+  "version": 3,
   "pools": [{"name": "p0", "uri": "malloc:///?size=400KiB", "uuid": "11111111-2222-4333-8444-555555555555",
              "block_size": 4096, "blocks": 100,
              "free_extents": [{"start_block": 10, "blocks": 20}, {"start_block": 50, "blocks": 50}]}],
@@ -48,10 +48,15 @@ func TestDecodeRejects(t *testing.T) {
 		name, old, new, want string
 	}{
 		{"not json", `{`, `[`, "not JSON"},
-		{"no version", `"version": 2,`, ``, `no "version"`},
-		{"old version", `"version": 2`, `"version": 0`, "unknown version 0"},
-		{"unknown field", `"version": 2,`, `"version": 2, "extra": true,`, "unknown field"},
-		{"unknown kind", `"kind": "extent", "uuid": "31`, `"kind": "lvol", "uuid": "31`, `unknown kind "lvol"`},
+		{"no version", `"version": 3,`, ``, `no "version"`},
+		{"old version", `"version": 3`, `"version": 0`, "unknown version 0"},
+		{"unknown field", `"version": 3,`, `"version": 3, "extra": true,`, "unknown field"},
+		{"unknown kind", `"kind": "extent", "uuid": "31`, `"kind": "mirror", "uuid": "31`, `unknown kind "mirror"`},
+		{"volume store volume in the file", `"kind": "extent", "uuid": "31`, `"kind": "lvol", "uuid": "31`, "never in the state file"},
+		{"unknown format", `"blocks": 100,`, `"blocks": 100, "format": "zfs",`, `unknown format "zfs"`},
+		{"volume store with extents", `"blocks": 100,`, `"blocks": 100, "format": "lvol", "cluster_size": 65536,`, "with free extents"},
+		{"extent pool with clusters", `"blocks": 100,`, `"blocks": 100, "cluster_size": 65536,`, "extent pool with a cluster size"},
+		{"share of a pool that is no store", `{"volume": "v0",`, `{"volume": "v0", "pool": "p0",`, `no volume store pool "p0"`},
 		{"no kind", `"kind": "extent", "uuid": "31`, `"uuid": "31`, `unknown kind ""`},
 		{"trailing data", `"name": "h0", "nqn": "nqn.2024-01.io.example:h0"}]
 }`, `"name": "h0", "nqn": "nqn.2024-01.io.example:h0"}]
@@ -118,12 +123,12 @@ func TestLoadStateErrorsNameTheFile(t *testing.T) {
 	require.ErrorIs(t, err, ErrCorruptState)
 	require.ErrorContains(t, err, path)
 
-	require.NoError(t, os.WriteFile(path, []byte(strings.Replace(validState, `"version": 2`, `"version": 3`, 1)), 0o600))
+	require.NoError(t, os.WriteFile(path, []byte(strings.Replace(validState, `"version": 3`, `"version": 4`, 1)), 0o600))
 	_, _, _, err = loadState(path)
 	require.ErrorIs(t, err, ErrFutureState)
 	require.False(t, errors.Is(err, ErrCorruptState))
 	require.ErrorContains(t, err, path)
-	require.ErrorContains(t, err, "version 3")
+	require.ErrorContains(t, err, "version 4")
 
 	require.NoError(t, os.WriteFile(path, []byte(validState), 0o600))
 	s, version, orig, err := loadState(path)
@@ -153,8 +158,12 @@ func TestCloneIsDeep(t *testing.T) {
 	require.Equal(t, "127.0.0.1:4420", s.shares["v0"].Listeners[0])
 }
 
+// stateV2 is validState as version 2 wrote it: the same, as it has no
+// volume store pool.
+var stateV2 = strings.Replace(validState, `"version": 3`, `"version": 2`, 1)
+
 // stateV1 is validState as version 1 wrote it: no volume kinds.
-var stateV1 = strings.ReplaceAll(strings.Replace(validState, `"version": 2`, `"version": 1`, 1), `"kind": "extent", `, ``)
+var stateV1 = strings.ReplaceAll(strings.Replace(validState, `"version": 3`, `"version": 1`, 1), `"kind": "extent", `, ``)
 
 // Every earlier version's file decodes to what the current version says
 // of the same state: one case per version, so a new version that forgets
@@ -162,7 +171,7 @@ var stateV1 = strings.ReplaceAll(strings.Replace(validState, `"version": 2`, `"v
 func TestMigrateEveryEarlierVersion(t *testing.T) {
 	want, _, err := decodeState([]byte(validState))
 	require.NoError(t, err)
-	earlier := map[int]string{1: stateV1}
+	earlier := map[int]string{1: stateV1, 2: stateV2}
 	for v := 1; v < StateVersion; v++ {
 		doc, ok := earlier[v]
 		require.True(t, ok, "no test state file of version %d", v)
@@ -189,4 +198,37 @@ func TestMigrationKeepsLargeNumbers(t *testing.T) {
 	b, err := migrate([]byte(doc), 1)
 	require.NoError(t, err)
 	require.Contains(t, string(b), "18446744073709551615")
+}
+
+// A volume store pool's record: no extents, no volumes in the file; a
+// share of one of its volumes names the pool and loads while the volume
+// is unknown (the pool's device not yet open), and is written back as
+// it was.
+func TestVolumeStorePoolState(t *testing.T) {
+	doc := strings.Replace(validState, `"pools": [`, `"pools": [{"name": "s0", "uri": "malloc:///?size=64MiB", "uuid": "41111111-2222-4333-8444-555555555555",
+             "block_size": 4096, "blocks": 16384, "free_extents": [], "format": "lvol", "cluster_size": 1048576},
+            `, 1)
+	doc = strings.Replace(doc, `"shares": [`, `"shares": [{"volume": "lv", "pool": "s0", "nqn": "nqn.2024-01.io.strata:lv", "listeners": ["127.0.0.1:4420"], "hosts": [], "allow_any_host": true},
+             `, 1)
+	s, _, err := decodeState([]byte(doc))
+	require.NoError(t, err)
+	require.True(t, s.pools["s0"].isLvol())
+	require.Equal(t, "s0", s.shares["lv"].Pool)
+
+	// The store's volume, as the pool's opening adds it: in memory only.
+	s.volumes["lv"] = volumeRecord{Name: "lv", Pool: "s0", Kind: KindLvol, UUID: textUUID{9}, NGUID: hexID{9}, Serial: "abc"}
+	b, err := s.encode()
+	require.NoError(t, err)
+	require.NotContains(t, string(b), `"name": "lv"`, "a store's volume is not written")
+	again, _, err := decodeState(b)
+	require.NoError(t, err)
+	require.Equal(t, s.shares, again.shares)
+	require.Equal(t, s.pools, again.pools)
+
+	// A store's volume in an extent pool, or the share naming another
+	// pool, is refused.
+	bad := s.clone()
+	bad.volumes["lv"] = volumeRecord{Name: "lv", Pool: "p0", Kind: KindLvol, UUID: textUUID{9}, NGUID: hexID{9}, Serial: "abc"}
+	_, err = bad.encode()
+	require.ErrorContains(t, err, `of kind "lvol" in pool "p0"`)
 }

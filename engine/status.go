@@ -92,8 +92,11 @@ type VolumeStatus struct {
 type VolumeIO struct {
 	Name, Pool string
 	SizeBytes  uint64 // as hosts see it
-	Online     bool   // serving I/O (also while it grows)
-	Stats      bdev.Stats
+	// AllocatedBytes is what the volume holds of its pool (a thin
+	// volume: the clusters it maps).
+	AllocatedBytes uint64
+	Online         bool // serving I/O (also while it grows)
+	Stats          bdev.Stats
 }
 
 // stats returns a volume's I/O totals (none while it is faulted).
@@ -111,7 +114,7 @@ func (e *Engine) VolumeIO() []VolumeIO {
 	out := make([]VolumeIO, 0, len(e.volumes))
 	for _, name := range slices.Sorted(maps.Keys(e.volumes)) {
 		v, lv := e.volumeView(name), e.volumes[name]
-		out = append(out, VolumeIO{Name: name, Pool: v.Pool, SizeBytes: v.SizeBytes, Online: lv.dev != nil, Stats: lv.stats()})
+		out = append(out, VolumeIO{Name: name, Pool: v.Pool, SizeBytes: v.SizeBytes, AllocatedBytes: v.AllocatedBytes, Online: lv.dev != nil, Stats: lv.stats()})
 	}
 	return out
 }

@@ -16,6 +16,11 @@ type VolumeSpec struct {
 	Name      string
 	Pool      string
 	SizeBytes uint64 // a multiple of the pool's block size
+	// Thin maps a volume store volume's clusters on first write.
+	Thin bool
+	// Snapshot makes the volume a thin clone of that snapshot, in its
+	// pool; SizeBytes 0 is the snapshot's size.
+	Snapshot string
 }
 
 // Volume describes a volume.
@@ -30,7 +35,13 @@ type Volume struct {
 	// will have.
 	SizeBytes   uint64 `json:"size_bytes"`
 	BlockSize   uint32 `json:"block_size"`
-	OffsetBytes uint64 `json:"offset_bytes"` // where the volume starts in its pool
+	OffsetBytes uint64 `json:"offset_bytes"` // where an extent volume starts in its pool
+	// Thin volumes map their pool's clusters on first write; Allocated
+	// is what the volume maps (its size for a thick one), Parent the
+	// snapshot a clone was made of.
+	Thin           bool   `json:"thin,omitempty"`
+	AllocatedBytes uint64 `json:"allocated_bytes"`
+	Parent         string `json:"parent,omitempty"`
 	// State is StateOnline, StateCreating, StateResizing or StateFaulted.
 	State string `json:"state"`
 	Error string `json:"error,omitempty"`
@@ -54,12 +65,22 @@ type Progress struct {
 
 func (e *Engine) volumeView(name string) Volume {
 	v, lv := e.st.volumes[name], e.volumes[name]
+	if lv == nil { // a share's volume store volume, its pool not up
+		pool := e.st.shares[name].Pool
+		return Volume{Name: name, Pool: pool, State: StateFaulted, Error: fmt.Sprintf("pool %s is not online", pool)}
+	}
 	bs := uint64(e.st.pools[v.Pool].BlockSize)
 	out := Volume{
 		Name: name, Pool: v.Pool, UUID: bdev.UUID(v.UUID).String(), NGUID: hex.EncodeToString(v.NGUID[:]),
-		Serial: v.Serial, SizeBytes: lv.kind.blocks(v) * bs, BlockSize: uint32(bs), State: StateOnline,
+		Serial: v.Serial, BlockSize: uint32(bs), State: StateOnline,
 	}
-	lv.kind.describe(v, bs, &out)
+	if lv.kind == nil {
+		e.describeLvol(name, &out)
+	} else {
+		out.SizeBytes = lv.kind.blocks(v) * bs
+		out.AllocatedBytes = out.SizeBytes
+		lv.kind.describe(v, bs, &out)
+	}
 	switch {
 	case lv.job != nil:
 		describeJob(lv.job, bs, &out)
@@ -123,8 +144,20 @@ func (e *Engine) CreateVolume(ctx context.Context, spec VolumeSpec) (Volume, boo
 	if err := bdev.ValidName(spec.Name); err != nil {
 		return Volume{}, false, errorf(ErrInvalid, "volume name: %v", err)
 	}
+	e.mu.Lock()
+	lvolPool := e.st.pools[spec.Pool].isLvol()
+	e.mu.Unlock()
+	if spec.Snapshot != "" || lvolPool {
+		if spec.SizeBytes == 0 && spec.Snapshot == "" {
+			return Volume{}, false, errorf(ErrInvalid, "volume %q: size must be more than 0", spec.Name)
+		}
+		return e.createLvolVolume(ctx, spec)
+	}
 	if spec.SizeBytes == 0 {
 		return Volume{}, false, errorf(ErrInvalid, "volume %q: size must be more than 0", spec.Name)
+	}
+	if spec.Thin {
+		return Volume{}, false, errorf(ErrInvalid, "volume %q: pool %q is an extent pool: thin volumes need a volume store pool (strata pool create --format lvol)", spec.Name, spec.Pool)
 	}
 	j, created, err := e.createVolume(spec)
 	if err != nil {
@@ -159,6 +192,9 @@ func (e *Engine) createVolume(spec VolumeSpec) (*job, bool, error) {
 	p, ok := e.st.pools[spec.Pool]
 	if !ok {
 		return nil, false, errorf(ErrNotFound, "pool %q not found", spec.Pool)
+	}
+	if what := e.nameTaken(spec.Name); what != "" {
+		return nil, false, errorf(ErrConflict, "volume %q: the name is taken by %s", spec.Name, what)
 	}
 	lp := e.pools[spec.Pool]
 	if lp.err != nil {
@@ -207,6 +243,12 @@ func newSerial() string {
 // ErrInterrupted, and the resize goes on. Asking again for the size a
 // volume is growing to waits for it (resuming it if it had stopped short).
 func (e *Engine) ResizeVolume(ctx context.Context, name string, sizeBytes uint64) (Volume, error) {
+	e.mu.Lock()
+	v, ok := e.st.volumes[name]
+	e.mu.Unlock()
+	if ok && v.Kind == KindLvol {
+		return e.resizeLvolVolume(ctx, name, sizeBytes)
+	}
 	j, err := e.resizeVolume(name, sizeBytes)
 	if err != nil {
 		return Volume{}, err
@@ -285,6 +327,10 @@ func (e *Engine) DeleteVolume(ctx context.Context, name string) error {
 		if sh, ok := e.st.shares[name]; ok {
 			e.mu.Unlock()
 			return errorf(ErrConflict, "volume %q is shared as %s: remove the share first", name, sh.NQN)
+		}
+		if e.st.volumes[name].Kind == KindLvol {
+			e.mu.Unlock()
+			return e.deleteLvolVolume(name)
 		}
 		lv := e.volumes[name]
 		if lv.dev != nil {
