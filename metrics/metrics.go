@@ -42,6 +42,7 @@ var (
 	volErrors       = desc("volume_errors_total", "Requests that failed, of any operation.", volumeLabels...)
 	volSize         = desc("volume_size_bytes", "Volume size.", volumeLabels...)
 	volUp           = desc("volume_up", "1 when the volume is online, 0 when faulted.", volumeLabels...)
+	volAllocated    = desc("volume_allocated_bytes", "Pool space the volume holds: a thin volume's mapped clusters, shared ones included.", volumeLabels...)
 
 	reactorBusy      = desc("reactor_busy_seconds_total", "Time the reactor spent in loop iterations that did work.", reactorLabels...)
 	reactorIdle      = desc("reactor_idle_seconds_total", "Time the reactor spent spinning or asleep.", reactorLabels...)
@@ -53,6 +54,8 @@ var (
 	poolCapacity = desc("pool_capacity_bytes", "Pool capacity.", "pool")
 	poolFree     = desc("pool_free_bytes", "Unallocated pool space.", "pool")
 	poolUp       = desc("pool_up", "1 when the pool's device is open, 0 when faulted.", "pool")
+	poolAlloc    = desc("pool_allocated_bytes", "Pool space in use: volumes, snapshots, and clusters on their way back.", "pool")
+	poolCommit   = desc("pool_committed_bytes", "What the pool's volumes would hold if every one were full: above capacity, thin volumes overcommit it.", "pool")
 
 	shareConnections = desc("share_connections", "Host connections (admin and I/O queue pairs) to the share's subsystem.", "share")
 	shareControllers = desc("share_controllers", "Controllers (host sessions) of the share's subsystem.", "share")
@@ -100,9 +103,9 @@ func NewCollector(e *engine.Engine) *Collector { return &Collector{e: e} }
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		volReadOps, volWriteOps, volFlushOps, volZeroOps, volUnmapOps, volReadBytes, volWriteBytes,
-		volReadLatency, volWriteLatency, volErrors, volSize, volUp,
+		volReadLatency, volWriteLatency, volErrors, volSize, volUp, volAllocated,
 		reactorBusy, reactorIdle, reactorSubmitted, reactorCompleted, reactorTasks, reactorWakeups,
-		poolCapacity, poolFree, poolUp, shareConnections, shareControllers, targetAvailable,
+		poolCapacity, poolFree, poolUp, poolAlloc, poolCommit, shareConnections, shareControllers, targetAvailable,
 	} {
 		ch <- d
 	}
@@ -130,6 +133,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(volErrors, float64(s.Errors), l...)
 		gauge(volSize, float64(v.SizeBytes), l...)
 		gauge(volUp, boolValue(v.Online), l...)
+		gauge(volAllocated, float64(v.AllocatedBytes), l...)
 	}
 	for _, r := range c.e.Reactors() {
 		l := []string{strconv.Itoa(r.ID), strconv.Itoa(r.Core)}
@@ -144,6 +148,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(poolCapacity, float64(p.CapacityBytes), p.Name)
 		gauge(poolFree, float64(p.FreeBytes), p.Name)
 		gauge(poolUp, boolValue(p.State == engine.StateOnline), p.Name)
+		gauge(poolAlloc, float64(p.AllocatedBytes), p.Name)
+		gauge(poolCommit, float64(p.CommittedBytes), p.Name)
 	}
 	for share, n := range c.e.ShareSessions() {
 		gauge(shareConnections, float64(n.Connections), share)

@@ -57,6 +57,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return c.group("pool", args[1:], poolCommands)
 	case "volume":
 		return c.group("volume", args[1:], volumeCommands)
+	case "snapshot":
+		return c.group("snapshot", args[1:], snapshotCommands)
 	case "share":
 		return c.group("share", args[1:], shareCommands)
 	case "host":
@@ -81,8 +83,9 @@ daemon:
 
 client (talks to the daemon's API socket: --socket, $STRATA_SOCKET,
 or /run/strata/strata.sock):
-  pool       create NAME URI | list | delete NAME
-  volume     create NAME --pool P --size S | list | resize NAME --size S | delete NAME
+  pool       create NAME URI [--format lvol] | import NAME URI | check NAME | list | delete NAME
+  volume     create NAME --pool P --size S [--thin] | create NAME --snapshot SNAP | list | resize NAME --size S | delete NAME
+  snapshot   create VOLUME NAME | list [VOLUME] | delete NAME
   share      add VOLUME --nqn NQN --listen ADDR:PORT... [--host NQN]... | list | remove NAME
   host       add NAME --nqn NQN | list | remove NAME
   status     reactors, pools, volumes and their I/O rates

@@ -33,10 +33,12 @@ type client struct {
 // command is one client subcommand. setup declares its flags and returns
 // the function that runs it with their values.
 type command struct {
-	args    string // synopsis of the positional arguments
-	nargs   int    // how many positional arguments it takes
-	summary string
-	setup   func(fs *flag.FlagSet) func(inv *invocation) error
+	args  string // synopsis of the positional arguments
+	nargs int    // how many positional arguments it takes
+	// optional is how many more it may take (the last ones).
+	optional int
+	summary  string
+	setup    func(fs *flag.FlagSet) func(inv *invocation) error
 }
 
 // invocation is a command being run: its parsed arguments and the API
@@ -102,7 +104,7 @@ func (c *client) run(name string, args []string, cmd command) int {
 	if err != nil {
 		return ExitUsage // the flag package has said why
 	}
-	if len(pos) != cmd.nargs {
+	if len(pos) < cmd.nargs || len(pos) > cmd.nargs+cmd.optional {
 		fmt.Fprintf(c.stderr, "strata %s: want %s, got %d arguments\n", name, orNone(cmd.args), len(pos))
 		fs.Usage()
 		return ExitUsage

@@ -13,17 +13,40 @@ import (
 
 var poolCommands = map[string]command{
 	"create": {args: "NAME URI", nargs: 2, summary: "make a device a pool (uring:///path?size=10GiB, malloc:///?size=1GiB, null:///)",
+		setup: func(fs *flag.FlagSet) func(*invocation) error {
+			format := fs.String("format", engine.FormatExtent, "extent: contiguous volumes kept in the state file; lvol: a volume store on the device (thin volumes, snapshots, clones)")
+			var cluster sizeFlag
+			fs.Var(&cluster, "cluster-size", "a volume store's allocation unit, a power of two (default 1MiB)")
+			return func(inv *invocation) error {
+				p, created, err := inv.api.CreatePool(inv.ctx, api.PoolRequest{Name: inv.args[0], URI: inv.args[1], Format: *format, ClusterSize: api.Size(cluster.bytes)})
+				return printPool(inv, p, created, err)
+			}
+		}},
+	"import": {args: "NAME URI", nargs: 2, summary: "open the volume store a device holds, with its volumes (a lost data directory, a disk moved here)",
 		setup: func(*flag.FlagSet) func(*invocation) error {
 			return func(inv *invocation) error {
-				p, created, err := inv.api.CreatePool(inv.ctx, api.PoolRequest{Name: inv.args[0], URI: inv.args[1]})
+				p, created, err := inv.api.CreatePool(inv.ctx, api.PoolRequest{Name: inv.args[0], URI: inv.args[1], Import: true})
+				return printPool(inv, p, created, err)
+			}
+		}},
+	"check": {args: "NAME", nargs: 1, summary: "verify every invariant of a volume store pool, and print what is wrong",
+		setup: func(*flag.FlagSet) func(*invocation) error {
+			return func(inv *invocation) error {
+				faults, err := inv.api.CheckPool(inv.ctx, inv.args[0])
 				if err != nil {
 					return err
 				}
 				if inv.json {
-					return inv.printJSON(p)
+					return inv.printJSON(api.CheckResponse{Pool: inv.args[0], Faults: faults})
 				}
-				_, err = fmt.Fprintf(inv.stdout, "pool %s %s: %s, %s\n", p.Name, createdWord(created), formatBytes(p.CapacityBytes), p.URI)
-				return err
+				if len(faults) == 0 {
+					_, err = fmt.Fprintf(inv.stdout, "pool %s: no faults\n", inv.args[0])
+					return err
+				}
+				for _, f := range faults {
+					fmt.Fprintf(inv.stdout, "%s\n", f)
+				}
+				return fmt.Errorf("pool %s: %d faults", inv.args[0], len(faults))
 			}
 		}},
 	"list": {summary: "list pools", setup: func(*flag.FlagSet) func(*invocation) error {
@@ -37,9 +60,10 @@ var poolCommands = map[string]command{
 			}
 			var rows [][]string
 			for _, p := range pools {
-				rows = append(rows, []string{p.Name, p.State, formatBytes(p.CapacityBytes), formatBytes(p.FreeBytes), strconv.Itoa(p.Volumes), p.URI, p.Error})
+				rows = append(rows, []string{p.Name, p.State, formatBytes(p.CapacityBytes), formatBytes(p.FreeBytes), strconv.Itoa(p.Volumes), p.URI, p.Format, formatBytes(p.CommittedBytes), p.Error})
 			}
-			return inv.table([]string{"NAME", "STATE", "CAPACITY", "FREE", "VOLUMES", "URI", "ERROR"}, rows)
+			// New columns go before ERROR: scripts read the others by place.
+			return inv.table([]string{"NAME", "STATE", "CAPACITY", "FREE", "VOLUMES", "URI", "FORMAT", "COMMITTED", "ERROR"}, rows)
 		}
 	}},
 	"delete": {args: "NAME", nargs: 1, summary: "forget a pool with no volumes (its device's data is left alone)",
@@ -54,16 +78,18 @@ var poolCommands = map[string]command{
 }
 
 var volumeCommands = map[string]command{
-	"create": {args: "NAME --pool P --size S", nargs: 1, summary: "carve a volume out of a pool",
+	"create": {args: "NAME (--pool P --size S [--thin] | --snapshot SNAP [--size S])", nargs: 1, summary: "carve a volume out of a pool, or clone a snapshot",
 		setup: func(fs *flag.FlagSet) func(*invocation) error {
 			pool := fs.String("pool", "", "the pool to carve the volume from")
 			var size sizeFlag
-			fs.Var(&size, "size", "volume size, e.g. 512MiB, 10GiB")
+			fs.Var(&size, "size", "volume size, e.g. 512MiB, 10GiB (a clone: at least its snapshot's)")
+			thin := fs.Bool("thin", false, "allocate on first write (volume store pools)")
+			snap := fs.String("snapshot", "", "make a writable thin clone of this snapshot, in its pool")
 			return func(inv *invocation) error {
-				if *pool == "" || !size.set {
-					return usagef("give --pool and --size")
+				if *snap == "" && (*pool == "" || !size.set) {
+					return usagef("give --pool and --size, or --snapshot")
 				}
-				v, created, err := inv.api.CreateVolume(inv.ctx, api.VolumeRequest{Name: inv.args[0], Pool: *pool, Size: api.Size(size.bytes)})
+				v, created, err := inv.api.CreateVolume(inv.ctx, api.VolumeRequest{Name: inv.args[0], Pool: *pool, Size: api.Size(size.bytes), Thin: *thin, Snapshot: *snap})
 				if err != nil {
 					return err
 				}
@@ -85,12 +111,12 @@ var volumeCommands = map[string]command{
 			}
 			var rows [][]string
 			for _, v := range vols {
-				rows = append(rows, []string{v.Name, v.Pool, formatBytes(v.SizeBytes), volumeState(v), orDash(v.Share), v.UUID, v.Error})
+				rows = append(rows, []string{v.Name, v.Pool, formatBytes(v.SizeBytes), volumeState(v), orDash(v.Share), v.UUID, formatBytes(v.AllocatedBytes), v.Error})
 			}
-			return inv.table([]string{"NAME", "POOL", "SIZE", "STATE", "SHARE", "UUID", "ERROR"}, rows)
+			return inv.table([]string{"NAME", "POOL", "SIZE", "STATE", "SHARE", "UUID", "ALLOCATED", "ERROR"}, rows)
 		}
 	}},
-	"resize": {args: "NAME --size S", nargs: 1, summary: "grow a volume in place (shrinking is refused)",
+	"resize": {args: "NAME --size S", nargs: 1, summary: "grow a volume (an extent volume in place), or shrink a volume store's",
 		setup: func(fs *flag.FlagSet) func(*invocation) error {
 			var size sizeFlag
 			fs.Var(&size, "size", "the new size, e.g. 20GiB")
@@ -118,6 +144,69 @@ var volumeCommands = map[string]command{
 				return inv.deleted("volume", inv.args[0])
 			}
 		}},
+}
+
+var snapshotCommands = map[string]command{
+	"create": {args: "VOLUME NAME", nargs: 2, summary: "snapshot a volume store volume while it runs (read-only, crash-consistent)",
+		setup: func(*flag.FlagSet) func(*invocation) error {
+			return func(inv *invocation) error {
+				s, created, err := inv.api.CreateSnapshot(inv.ctx, api.SnapshotRequest{Volume: inv.args[0], Name: inv.args[1]})
+				if err != nil {
+					return err
+				}
+				if inv.json {
+					return inv.printJSON(s)
+				}
+				_, err = fmt.Fprintf(inv.stdout, "snapshot %s %s: of volume %s, %s, I/O paused %dus\n", s.Name, createdWord(created), s.Volume, formatBytes(s.SizeBytes), s.PausedMicros)
+				return err
+			}
+		}},
+	"list": {args: "[VOLUME]", optional: 1, summary: "list snapshots, of every volume or of one",
+		setup: func(*flag.FlagSet) func(*invocation) error {
+			return func(inv *invocation) error {
+				volume := ""
+				if len(inv.args) > 0 {
+					volume = inv.args[0]
+				}
+				snaps, err := inv.api.Snapshots(inv.ctx, volume)
+				if err != nil {
+					return err
+				}
+				if inv.json {
+					return inv.printJSON(api.SnapshotList{Snapshots: snaps})
+				}
+				var rows [][]string
+				for _, s := range snaps {
+					rows = append(rows, []string{s.Name, orDash(s.Volume), s.Pool, formatBytes(s.SizeBytes), formatBytes(s.AllocatedBytes), s.CreatedAt.Format(time.RFC3339), s.UUID})
+				}
+				return inv.table([]string{"NAME", "VOLUME", "POOL", "SIZE", "ALLOCATED", "CREATED", "UUID"}, rows)
+			}
+		}},
+	"delete": {args: "NAME", nargs: 1, summary: "delete a snapshot (its clones and volume keep what they map)",
+		setup: func(*flag.FlagSet) func(*invocation) error {
+			return func(inv *invocation) error {
+				if err := inv.api.DeleteSnapshot(inv.ctx, inv.args[0]); err != nil {
+					return err
+				}
+				return inv.deleted("snapshot", inv.args[0])
+			}
+		}},
+}
+
+// printPool answers a pool's creation or import.
+func printPool(inv *invocation, p engine.Pool, created bool, err error) error {
+	if err != nil {
+		return err
+	}
+	if inv.json {
+		return inv.printJSON(p)
+	}
+	kind := ""
+	if p.Format == engine.FormatLvol {
+		kind = fmt.Sprintf(" (volume store, %s clusters, %d volumes)", formatBytes(p.ClusterSize), p.Volumes)
+	}
+	_, err = fmt.Fprintf(inv.stdout, "pool %s %s: %s, %s%s\n", p.Name, createdWord(created), formatBytes(p.CapacityBytes), p.URI, kind)
+	return err
 }
 
 var shareCommands = map[string]command{
