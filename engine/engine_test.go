@@ -686,6 +686,70 @@ func TestOpenUpgradesVersion1State(t *testing.T) {
 	require.Equal(t, now, again, "a current file is not rewritten on open")
 }
 
+// A data directory the previous release wrote (state version 2: an
+// extent pool with a volume grown after a deleted one, a share, a host;
+// testdata/state-v2.json as that release's daemon left it) keeps working:
+// the pool opens as a legacy extent pool with its volumes where they
+// were, and a volume store pool works beside it, across a restart.
+func TestOpenUpgradesVersion2State(t *testing.T) {
+	f := newFixture(t)
+	pool := filepath.Join(f.dir, "pool.img")
+	img, err := os.Create(pool)
+	require.NoError(t, err)
+	require.NoError(t, img.Truncate(1<<30))
+	_, err = img.WriteAt([]byte("vol1's first block"), 133120*4096)
+	require.NoError(t, err)
+	require.NoError(t, img.Close())
+	v2, err := os.ReadFile("testdata/state-v2.json")
+	require.NoError(t, err)
+	v2 = bytes.ReplaceAll(v2, []byte("$POOL"), []byte(pool))
+	path := filepath.Join(f.dir, engine.StateFile)
+	require.NoError(t, os.WriteFile(path, v2, 0o600))
+
+	check := func(e *engine.Engine) {
+		t.Helper()
+		p, err := e.Pool("dev")
+		require.NoError(t, err)
+		require.Equal(t, engine.StateOnline, p.State)
+		require.Equal(t, engine.FormatExtent, p.Format)
+		require.Equal(t, "9fb8065e-8276-4876-90a3-185eb8b241d7", p.UUID)
+		v, err := e.Volume("vol1")
+		require.NoError(t, err)
+		require.Equal(t, "4e5f1729-6fbe-436d-9d86-0e253bab4b2d", v.UUID)
+		require.Equal(t, uint64(96<<20), v.SizeBytes)
+		require.Equal(t, uint64(133120*4096), v.OffsetBytes)
+		sh, err := e.Share("vol0")
+		require.NoError(t, err)
+		require.Equal(t, []string{"nqn.2024-01.io.example:app"}, sh.Hosts)
+		dev, err := e.VolumeDevice("vol1")
+		require.NoError(t, err)
+		require.Equal(t, "vol1's first block", string(read(t, dev, f.g.Get(0), 0, 4096)[:18]))
+	}
+	e, err := f.tryOpen(false)
+	require.NoError(t, err)
+	check(e)
+	kept, err := os.ReadFile(path + ".v2")
+	require.NoError(t, err)
+	require.Equal(t, v2, kept, "the version 2 file is kept as it was")
+
+	// A volume store beside the legacy pool.
+	_, _, err = e.CreatePool(ctx, engine.PoolSpec{Name: "s", URI: f.img("s.img?size=64MiB"), Format: engine.FormatLvol})
+	require.NoError(t, err)
+	_, _, err = e.CreateVolume(ctx, engine.VolumeSpec{Name: "thin", Pool: "s", SizeBytes: 1 << 30, Thin: true})
+	require.NoError(t, err)
+	mustVolume(t, e, "vol2", "dev", 16<<20)
+	require.NoError(t, e.Close())
+
+	e = f.open(t, false)
+	check(e)
+	vols := e.Volumes()
+	require.Len(t, vols, 4)
+	th, err := e.Volume("thin")
+	require.NoError(t, err)
+	require.True(t, th.Thin)
+	require.Equal(t, engine.StateOnline, th.State)
+}
+
 // openReconciling opens an engine that retries what failed to come up
 // every few milliseconds.
 func (f *fixture) openReconciling(t *testing.T) *engine.Engine {
