@@ -90,6 +90,9 @@ func (p Pending) Wait(t testing.TB) bdev.Status {
 	return p.c.req.Status
 }
 
+// Done is closed once the request has finished.
+func (p Pending) Done() <-chan struct{} { return p.c.done }
+
 // Request returns the finished request (after Wait).
 func (p Pending) Request() *bdev.Request { return &p.c.req }
 

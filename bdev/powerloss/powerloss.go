@@ -13,6 +13,11 @@
 // goes on, as a drive powered up again: what was flushed is all there,
 // the rest may or may not be.
 //
+// DieAfter models the moment of the cut while I/O runs: the device takes
+// that many more requests, then fails every one (StatusNotReady) and
+// changes nothing, as a drive whose power went; what it took stays in
+// the cache for PowerLoss to keep or lose, and Revive brings it back.
+//
 // Everything runs under one mutex and completes on the reactor after
 // Submit: this device is for tests, not speed. Its medium is sparse, so
 // a large device costs only what is written.
@@ -46,6 +51,7 @@ type Device struct {
 	medium  map[uint64][]byte // chunk index -> bytes; absent: zeroes
 	pending []write           // cached, oldest first
 	cached  map[uint64]int    // block -> index in pending of its newest write
+	left    int               // requests taken before it dies; < 0: alive
 }
 
 // write is one cached write: data nil means zeroes. gone marks the
@@ -85,7 +91,7 @@ func New(name string, size uint64, blockSize uint32) (*Device, error) {
 			Name: name, Product: Product, UUID: bdev.NewUUID(),
 			BlockSize: blockSize, Blocks: blocks, BufAlign: 1, VolatileCache: true,
 		}),
-		bs: uint64(blockSize), medium: map[uint64][]byte{}, cached: map[uint64]int{},
+		bs: uint64(blockSize), medium: map[uint64][]byte{}, cached: map[uint64]int{}, left: -1,
 	}, nil
 }
 
@@ -101,6 +107,16 @@ func (d *Device) Close() error {
 	}
 	return nil
 }
+
+// DieAfter makes the device take n more requests, then fail all.
+func (d *Device) DieAfter(n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.left = n
+}
+
+// Revive makes a device that died take requests again.
+func (d *Device) Revive() { d.DieAfter(-1) }
 
 // Cached returns how many writes are in the cache, not yet on the medium.
 func (d *Device) Cached() int {
@@ -246,6 +262,15 @@ type backend struct {
 func (b *backend) Submit(req *bdev.Request) {
 	d := b.d
 	d.mu.Lock()
+	switch {
+	case d.left == 0:
+		req.Status = bdev.StatusNotReady
+		d.mu.Unlock()
+		b.r.Defer(req)
+		return
+	case d.left > 0:
+		d.left--
+	}
 	switch req.Op {
 	case bdev.OpRead:
 		d.read(req)

@@ -131,3 +131,23 @@ func TestPowerLossIsReproducible(t *testing.T) {
 	}
 	require.Equal(t, run(), run())
 }
+
+// A device that dies takes its quota of requests, then fails every one
+// and changes nothing; what it took before stays cached for the cut.
+func TestDieAfter(t *testing.T) {
+	const bs = 512
+	d, c := fixture(t, bs)
+	d.DieAfter(2)
+	put(t, c, 0, block(1, bs), bs, false)
+	put(t, c, 1, block(2, bs), bs, false)
+	buf := bdevtest.Buffers(t, bs)
+	copy(buf, block(3, bs))
+	require.Equal(t, bdev.StatusNotReady, c.Do(t, bdev.OpWrite, 0, 1, buf))
+	require.Equal(t, bdev.StatusNotReady, c.Do(t, bdev.OpFlush, 0, 0, nil))
+	require.Equal(t, bdev.StatusNotReady, c.Do(t, bdev.OpRead, 0, 1, buf))
+	require.Equal(t, 2, d.Cached(), "the flush did not happen")
+	d.Revive()
+	require.Equal(t, block(1, bs), readBack(t, c, 0, 1, bs), "the failed write changed nothing")
+	d.PowerLoss(1, 1)
+	require.Equal(t, block(2, bs), readBack(t, c, 1, 1, bs))
+}
