@@ -41,7 +41,7 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 # The daemon on an embedded development setup (a 1 GiB sparse file pool and
-# a 512 MiB volume in $(RUNDIR)); it prints how to attach and stop it.
+# a thin 512 MiB volume in $(RUNDIR)); it prints how to attach and stop it.
 run: build
 	./bin/strata serve --dev --data-dir $(RUNDIR)
 

@@ -41,7 +41,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	spinIO := fs.Duration("spin-io", reactor.DefaultSpinIO, "how long, instead, while disk I/O or a send is in flight (0: as --spin)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	dev := fs.Bool("dev", false, "development mode: in an empty state, create a 1 GiB file pool, a 512 MiB volume and its share on --dev-listen")
+	dev := fs.Bool("dev", false, "development mode: in an empty state, create a 1 GiB file pool (a volume store), a thin 512 MiB volume and its share on --dev-listen")
 	devListen := fs.String("dev-listen", daemon.DevListen, "where --dev shares its volume over NVMe/TCP")
 	discoveryPort := fs.Int("discovery-port", target.DiscoveryPort, "NVMe/TCP discovery port opened on each share listener's address (0: none)")
 	maxConns := fs.Int("max-connections", target.DefaultMaxConnections, "NVMe/TCP connections open at once, past which new ones are closed at accept")

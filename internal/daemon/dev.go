@@ -27,8 +27,9 @@ const (
 // devSetupTimeout bounds the setup calls (the volume's space is unmapped).
 const devSetupTimeout = 2 * time.Minute
 
-// devSetup creates the development pool, volume and share when the state
-// is empty; an existing state is used as it is. A share that cannot be
+// devSetup creates the development pool (a volume store), its thin
+// volume and share when the state is empty; an existing state is used
+// as it is. A share that cannot be
 // exported (the port is taken, say) is a warning, not a failure: the
 // banner says so and the API can still fix it.
 func (d *daemon) devSetup() error {
@@ -37,10 +38,10 @@ func (d *daemon) devSetup() error {
 	defer cancel()
 	if e.Empty() {
 		uri := "uring://" + filepath.Join(d.cfg.DataDir, DevPoolFile) + "?size=" + DevPoolSize
-		if _, _, err := e.CreatePool(ctx, engine.PoolSpec{Name: DevPool, URI: uri}); err != nil {
+		if _, _, err := e.CreatePool(ctx, engine.PoolSpec{Name: DevPool, URI: uri, Format: engine.FormatLvol}); err != nil {
 			return fmt.Errorf("--dev: create pool %s: %w", DevPool, err)
 		}
-		if _, _, err := e.CreateVolume(ctx, engine.VolumeSpec{Name: DevVolume, Pool: DevPool, SizeBytes: DevVolumeBytes}); err != nil {
+		if _, _, err := e.CreateVolume(ctx, engine.VolumeSpec{Name: DevVolume, Pool: DevPool, SizeBytes: DevVolumeBytes, Thin: true}); err != nil {
 			return fmt.Errorf("--dev: create volume %s: %w", DevVolume, err)
 		}
 		_, _, err := e.CreateShare(ctx, engine.ShareSpec{
