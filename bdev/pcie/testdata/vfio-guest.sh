@@ -36,6 +36,8 @@ dev=""
 for i in $(seq 50); do
 	for b in /sys/block/nvme*n*; do
 		[ -e "$b" ] || continue
+		# nvmeXcYnZ is a multipath path, hidden: no device node to use.
+		case ${b##*/} in *c*) continue ;; esac
 		[ "$(cat $b/device/subsysnqn 2>/dev/null)" = nqn.2024-01.io.strata:pcie ] && dev=/dev/${b##*/}
 	done
 	[ -n "$dev" ] && break
