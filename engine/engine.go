@@ -104,6 +104,9 @@ type Engine struct {
 	closed  bool
 	st      *state
 	opening map[string]string // pools whose device is being opened: their URI
+	// making holds the names of volume store volumes and snapshots being
+	// made outside mu (lvol.go): what each is.
+	making map[string]string
 	pools   map[string]*livePool
 	volumes map[string]*liveVolume
 	shares  map[string]*liveShare
@@ -176,7 +179,7 @@ func Open(cfg Config) (*Engine, error) {
 		cfg: cfg, log: cfg.Logger, path: filepath.Join(dir, StateFile), lock: lock,
 		reg: bdev.NewRegistry(cfg.Devices), r: cfg.Reactors.Get(0),
 		pools: map[string]*livePool{}, volumes: map[string]*liveVolume{}, shares: map[string]*liveShare{},
-		opening: map[string]string{},
+		opening: map[string]string{}, making: map[string]string{},
 	}
 	st, version, orig, err := loadState(e.path)
 	if err != nil {

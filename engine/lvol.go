@@ -87,6 +87,9 @@ func (e *Engine) nameTaken(name string) string {
 	if v, ok := e.st.volumes[name]; ok {
 		return fmt.Sprintf("volume %q of pool %q", name, v.Pool)
 	}
+	if what, ok := e.making[name]; ok {
+		return what
+	}
 	for _, pool := range slices.Sorted(maps.Keys(e.pools)) {
 		if s := e.pools[pool].store; s != nil {
 			if vi, err := s.Volume(name); err == nil && vi.Snapshot {
@@ -218,20 +221,23 @@ func (e *Engine) createLvolVolume(ctx context.Context, spec VolumeSpec) (Volume,
 		return Volume{}, false, errorf(ErrConflict, "volume %q: the name is taken by %s", spec.Name, what)
 	}
 	s, err := e.lvolPool(spec.Pool)
-	e.mu.Unlock()
 	if err != nil {
+		e.mu.Unlock()
 		return Volume{}, false, err
 	}
+	e.making[spec.Name] = fmt.Sprintf("volume %q being made in pool %q", spec.Name, spec.Pool)
+	e.mu.Unlock()
 	if spec.Snapshot != "" {
 		_, err = s.Clone(spec.Snapshot, lvol.VolumeSpec{Name: spec.Name, Size: spec.SizeBytes})
 	} else {
 		_, err = s.CreateVolume(lvol.VolumeSpec{Name: spec.Name, Size: spec.SizeBytes, Thin: spec.Thin})
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.making, spec.Name)
 	if err != nil {
 		return Volume{}, false, storeError(err)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	vi, err := s.Volume(spec.Name)
 	if err != nil {
 		return Volume{}, false, storeError(err)
@@ -391,8 +397,12 @@ func (e *Engine) CreateSnapshot(ctx context.Context, spec SnapshotSpec) (Snapsho
 		e.mu.Unlock()
 		return Snapshot{}, false, errorf(ErrConflict, "snapshot %q: the name is taken by %s", spec.Name, what)
 	}
+	e.making[spec.Name] = fmt.Sprintf("snapshot %q being taken in pool %q", spec.Name, v.Pool)
 	e.mu.Unlock()
 	vi, paused, err := s.Snapshot(ctx, spec.Volume, spec.Name)
+	e.mu.Lock()
+	delete(e.making, spec.Name)
+	e.mu.Unlock()
 	if err != nil {
 		return Snapshot{}, false, storeError(err)
 	}
