@@ -175,7 +175,7 @@ func (e *Engine) lvolPool(name string) (*lvol.Store, error) {
 // storeError gives a volume store's error its engine kind.
 func storeError(err error) error {
 	switch {
-	case errors.Is(err, lvol.ErrNoSpace):
+	case errors.Is(err, lvol.ErrNoSpace), errors.Is(err, lvol.ErrMetadataFull):
 		return errorf(ErrNoSpace, "%w", err)
 	case errors.Is(err, lvol.ErrNotFound):
 		return errorf(ErrNotFound, "%w", err)

@@ -22,6 +22,64 @@ var ErrNotFound = errors.New("lvol: no such volume")
 // ErrOpen reports a change that needs a volume's device closed.
 var ErrOpen = errors.New("lvol: volume open")
 
+// ErrMetadataFull reports a new volume, snapshot or clone the pool's
+// metadata region has no room for.
+var ErrMetadataFull = errors.New("lvol: the pool's metadata region is full")
+
+// metaReserve is the part of a checkpoint half that new volumes, snapshots
+// and clones may not take: room for the maps to grow as thin volumes
+// fill, so that a checkpoint always fits (else the store faults).
+const metaReserve = 4
+
+// volumeItemBytes is what a volume record adds to a checkpoint.
+const volumeItemBytes = format.RecordHead + format.VolumeSize
+
+// metaGrowth bounds what applying rec adds to the tables' checkpoint: a
+// volume item, or, for a change of a map, a new item in the map and in
+// the differences of the snapshot based on it. Deletes and shrinks are
+// taken as adding nothing; the next checkpoint measures again.
+func metaGrowth(rec *format.Record) uint64 {
+	switch rec.Type {
+	case format.RecVolumeCreate, format.RecSnapshot, format.RecClone:
+		return volumeItemBytes
+	case format.RecMap, format.RecMapRun:
+		return 64
+	}
+	return 0
+}
+
+// metaRoom refuses a new volume record when the tables' checkpoint,
+// with it, would take more than (metaReserve-1)/metaReserve of a half of
+// the metadata region. Most calls decide on Store.metaBound; near the
+// limit the checkpoint is encoded to measure it exactly. Metadata
+// reactor only.
+func (s *Store) metaRoom(name string) error {
+	limit := s.halfBlocks * format.MetaBlockSize / metaReserve * (metaReserve - 1)
+	if s.metaBound+volumeItemBytes+format.MetaBlockSize <= limit {
+		return nil
+	}
+	var n uint64
+	head := format.CheckpointHead{NextVolumeID: s.t.nextID}
+	w, err := format.NewCheckpointWriter(s.sb.Pool, 0, head, func(format.Block) error {
+		n += format.MetaBlockSize
+		return nil
+	})
+	if err == nil {
+		err = s.t.writeCheckpoint(w)
+	}
+	if err == nil {
+		err = w.Close()
+	}
+	if err != nil {
+		return err
+	}
+	s.metaBound = n
+	if n+format.MetaBlockSize > limit {
+		return fmt.Errorf("%w: %q needs room in a checkpoint of %d bytes, %d allowed (%d volumes, snapshots and clones): delete some", ErrMetadataFull, name, n, limit, len(s.t.vols))
+	}
+	return nil
+}
+
 // VolumeSpec is what a new volume is made of.
 type VolumeSpec struct {
 	Name string
@@ -164,6 +222,10 @@ func (s *Store) CreateVolume(spec VolumeSpec) (VolumeInfo, error) {
 			return
 		}
 		if err := s.t.admit(&rec); err != nil {
+			done(err)
+			return
+		}
+		if err := s.metaRoom(rec.Name); err != nil {
 			done(err)
 			return
 		}

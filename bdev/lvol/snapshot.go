@@ -70,6 +70,10 @@ func (s *Store) Snapshot(ctx context.Context, volume, name string) (vi VolumeInf
 			done(err)
 			return
 		}
+		if err := s.metaRoom(rec.Name); err != nil {
+			done(err)
+			return
+		}
 		s.fl.flush(func(err error) {
 			if err != nil {
 				done(err)
@@ -126,6 +130,10 @@ func (s *Store) Clone(snapshot string, spec VolumeSpec) (VolumeInfo, error) {
 			return
 		}
 		if err := s.t.admit(&rec); err != nil {
+			done(err)
+			return
+		}
+		if err := s.metaRoom(rec.Name); err != nil {
 			done(err)
 			return
 		}

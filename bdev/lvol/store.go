@@ -57,10 +57,14 @@ type Store struct {
 	metaDone    func(error)
 	metaRest    []byte
 	metaOff     uint64
-	err         error // the fault that stopped the store's metadata
-	closed      bool
-	fills       fillState
-	grace       grace
+	// metaBound bounds the bytes of a checkpoint of the tables now: the
+	// last one measured, and what records applied since may add
+	// (metaRoom).
+	metaBound uint64
+	err       error // the fault that stopped the store's metadata
+	closed    bool
+	fills     fillState
+	grace     grace
 
 	// epoch is the data path's grace-period epoch (grace.go).
 	epoch atomic.Uint64
@@ -277,6 +281,7 @@ func (s *Store) commit(recs []format.Record, fua bool, done func(error)) {
 				if !recFUA {
 					s.dur.written()
 				}
+				s.metaBound += metaGrowth(rec)
 				if aerr := s.t.apply(rec); aerr != nil {
 					s.fault(fmt.Errorf("a record of type %d would not apply: %w", rec.Type, aerr))
 					err = s.err
@@ -322,6 +327,7 @@ func (s *Store) encodeCheckpoint(pos, seq uint64) ([]byte, error) {
 		return nil, err
 	}
 	s.ckptSeq += uint64(len(out)) / format.MetaBlockSize
+	s.metaBound = uint64(len(out))
 	return out, nil
 }
 

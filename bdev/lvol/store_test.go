@@ -493,6 +493,50 @@ func TestShrinkThenGrowReadsZeroes(t *testing.T) {
 	}
 }
 
+// New volumes, snapshots and clones are refused once the checkpoint would
+// outgrow its share of a metadata half (room is kept for maps to grow):
+// the store goes on, its thin volumes still map clusters and it still
+// checkpoints and reopens; deleting volumes makes room again.
+func TestMetadataFullRefusesNewVolumes(t *testing.T) {
+	s, g := storeOn(t, mallocPool(t, 8<<20, 4096))
+	_, err := s.CreateVolume(VolumeSpec{Name: "data", Size: 4 << 20, Thin: true})
+	require.NoError(t, err)
+	n := 0
+	for ; ; n++ {
+		_, err = s.CreateVolume(VolumeSpec{Name: fmt.Sprintf("v%d", n), Size: 1 << 30, Thin: true})
+		if err != nil {
+			break
+		}
+	}
+	require.ErrorIs(t, err, ErrMetadataFull)
+	require.Greater(t, n, 1000)
+	_, _, err = s.Snapshot(context.Background(), "data", "snap")
+	require.ErrorIs(t, err, ErrMetadataFull)
+
+	dv, err := s.OpenVolume("data")
+	require.NoError(t, err)
+	ch, err := bdev.Open(dv, g.Get(0))
+	require.NoError(t, err)
+	c := &bdevtest.Client{Ch: ch}
+	buf := bdevtest.Buffers(t, 4096)
+	for lc := range uint64(8) {
+		bdevtest.Fill(buf, lc)
+		require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpWrite, lc*poolCluster/4096, 1, buf), "a thin volume still maps clusters")
+	}
+	require.NoError(t, g.Get(0).Call(func(*reactor.Reactor) error { return ch.Close() }))
+	require.NoError(t, dv.Close())
+	require.NoError(t, s.Close(), "the checkpoint fits")
+	s, err = Open(s.dev, g.Get(0))
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	for i := range 10 {
+		require.NoError(t, s.DeleteVolume(fmt.Sprintf("v%d", i)))
+	}
+	_, _, err = s.Snapshot(context.Background(), "data", "snap")
+	require.NoError(t, err, "room again")
+	requireChecks(t, s)
+}
+
 // The mapped path allocates nothing per I/O.
 func TestMappedPathAllocatesNothing(t *testing.T) {
 	s, g := storeOn(t, mallocPool(t, 32<<20, 4096))
