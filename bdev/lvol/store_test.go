@@ -537,14 +537,23 @@ func TestMetadataFullRefusesNewVolumes(t *testing.T) {
 	requireChecks(t, s)
 }
 
-// The mapped path allocates nothing per I/O.
+// The mapped path allocates nothing per I/O: a thick volume, and a thin
+// one once its clusters are allocated.
 func TestMappedPathAllocatesNothing(t *testing.T) {
 	s, g := storeOn(t, mallocPool(t, 32<<20, 4096))
-	_, err := s.CreateVolume(VolumeSpec{Name: "v", Size: 8 << 20})
-	require.NoError(t, err)
-	c := bdevtest.Open(t, openVol(t, s, "v"), g.Get(0))
-	buf := bdevtest.Buffers(t, 128<<10)
-	bdevtest.RequireNoAllocs(t, c, []bdev.Op{bdev.OpRead, bdev.OpWrite, bdev.OpFlush}, 32, 2048, buf)
+	for _, thin := range []bool{false, true} {
+		name := fmt.Sprintf("thin-%v", thin)
+		_, err := s.CreateVolume(VolumeSpec{Name: name, Size: 8 << 20, Thin: thin})
+		require.NoError(t, err)
+		c := bdevtest.Open(t, openVol(t, s, name), g.Get(0))
+		buf := bdevtest.Buffers(t, 128<<10)
+		if thin {
+			for lba := uint64(0); lba < 2048; lba += 32 {
+				require.Equal(t, bdev.StatusOK, c.Do(t, bdev.OpWrite, lba, 32, buf))
+			}
+		}
+		bdevtest.RequireNoAllocs(t, c, []bdev.Op{bdev.OpRead, bdev.OpWrite, bdev.OpFlush}, 32, 2048, buf)
+	}
 }
 
 // crashModel is what each 512-byte block of a volume may read back after
