@@ -49,8 +49,18 @@ type Job struct {
 	Duration   time.Duration // stop after this long (with IOs, whichever first)
 	IOs        uint64        // stop after this many I/Os (0: no limit)
 	ReadPct    int           // for RandRW: percentage of reads
-	// Span limits the I/O to the first Span bytes of the device (0: all).
+	// Span limits the I/O to the first Span bytes of the device after
+	// Offset (0: all of them).
 	Span uint64
+	// Offset moves the span Offset bytes into the device, a multiple of
+	// its block size: a baseline on a pool's own device then covers the
+	// very bytes a volume of the pool maps.
+	Offset uint64
+	// Stride is how far one sequential I/O starts after the one before,
+	// a multiple of BlockSize (0: BlockSize, back to back). A stride of a
+	// volume's cluster size puts each I/O of a pass in a cluster of its
+	// own.
+	Stride uint64
 	// Verify stamps every written block with its LBA and a pattern and
 	// checks every block read; the span must be prefilled (Prefill).
 	Verify bool
@@ -88,15 +98,30 @@ func (j *Job) Validate(blockSize uint32, capacity uint64) error {
 		return errors.New("bench: give a duration or an I/O count")
 	case j.ReadPct < 0 || j.ReadPct > 100:
 		return fmt.Errorf("bench: read percentage %d: want 0..100", j.ReadPct)
+	case j.Offset%uint64(blockSize) != 0 || j.Offset >= capacity:
+		return fmt.Errorf("bench: offset %d is not a block boundary within the device's %d bytes", j.Offset, capacity)
+	case j.Stride%uint64(j.BlockSize) != 0:
+		return fmt.Errorf("bench: stride %d is not a multiple of the block size %d", j.Stride, j.BlockSize)
 	case j.span(capacity) < uint64(j.BlockSize):
 		return fmt.Errorf("bench: span of %d bytes is smaller than one I/O", j.span(capacity))
 	}
 	return nil
 }
 
+// span returns the bytes the job's I/O covers, from Offset on.
 func (j *Job) span(capacity uint64) uint64 {
-	if j.Span == 0 || j.Span > capacity {
-		return capacity
+	left := capacity - min(j.Offset, capacity)
+	if j.Span == 0 || j.Span > left {
+		return left
 	}
 	return j.Span
+}
+
+// strideIOs returns how many I/O-sized slots a sequential pattern moves
+// from one I/O to the next.
+func (j *Job) strideIOs() uint64 {
+	if j.Stride == 0 {
+		return 1
+	}
+	return j.Stride / uint64(j.BlockSize)
 }

@@ -40,7 +40,7 @@ func Prefill(ch *bdev.Channel, job Job) error {
 	span := job.span(ch.Info().Size())
 	fill := Job{
 		Pattern: Write, BlockSize: job.BlockSize, QueueDepth: job.QueueDepth,
-		IOs: span / uint64(job.BlockSize), Span: span, Verify: true, Seed: job.Seed,
+		IOs: span / uint64(job.BlockSize), Span: span, Offset: job.Offset, Verify: true, Seed: job.Seed,
 	}
 	res, err := RunLocal(ch, fill)
 	if err != nil {
@@ -62,6 +62,8 @@ type localWorker struct {
 	devBlock   uint64
 	perIO      uint32 // device blocks per I/O
 	spanIOs    uint64 // I/O-sized slots in the span
+	offBlocks  uint64 // where the span starts, in device blocks
+	stride     uint64 // slots from one sequential I/O to the next
 	next       uint64 // next sequential slot
 	base       time.Time
 	deadline   time.Duration
@@ -78,13 +80,15 @@ func newLocalWorker(ch *bdev.Channel, job *Job, mem []byte) *localWorker {
 	info := ch.Info()
 	w := &localWorker{
 		ch: ch, job: job,
-		reqs:     make([]bdev.Request, job.QueueDepth),
-		rng:      rand.New(rand.NewPCG(job.Seed, 0x5eed)),
-		devBlock: uint64(info.BlockSize),
-		perIO:    uint32(job.BlockSize / int(info.BlockSize)),
-		spanIOs:  job.span(info.Size()) / uint64(job.BlockSize),
-		hist:     hist.New(),
-		done:     make(chan struct{}),
+		reqs:      make([]bdev.Request, job.QueueDepth),
+		rng:       rand.New(rand.NewPCG(job.Seed, 0x5eed)),
+		devBlock:  uint64(info.BlockSize),
+		perIO:     uint32(job.BlockSize / int(info.BlockSize)),
+		spanIOs:   job.span(info.Size()) / uint64(job.BlockSize),
+		offBlocks: job.Offset / uint64(info.BlockSize),
+		stride:    job.strideIOs(),
+		hist:      hist.New(),
+		done:      make(chan struct{}),
 	}
 	for i := range w.reqs {
 		w.reqs[i] = bdev.Request{Buf: mem[i*job.BlockSize : (i+1)*job.BlockSize], Blocks: w.perIO, Callback: w.callback}
@@ -120,9 +124,9 @@ func (w *localWorker) issue(req *bdev.Request) {
 		slot = w.rng.Uint64N(w.spanIOs)
 	} else {
 		slot = w.next
-		w.next = (w.next + 1) % w.spanIOs
+		w.next = (w.next + w.stride) % w.spanIOs
 	}
-	req.LBA = slot * uint64(w.perIO)
+	req.LBA = w.offBlocks + slot*uint64(w.perIO)
 	req.Op = bdev.OpRead
 	switch w.job.Pattern {
 	case Write, RandWrite:

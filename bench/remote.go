@@ -83,6 +83,8 @@ type remoteWorker struct {
 	rng          *rand.Rand
 	perIO        uint32
 	spanIOs      uint64
+	offBlocks    uint64
+	stride       uint64
 	next         uint64
 	base         time.Time
 	issued       uint64
@@ -104,7 +106,8 @@ func newRemoteWorker(q *host.Queue, ns Namespace, job Job, rngSeed uint64, mem [
 	w := &remoteWorker{
 		q: q, ns: ns, job: job, reqs: make([]host.Request, job.QueueDepth), bufs: make([][]byte, job.QueueDepth),
 		rng: rand.New(rand.NewPCG(rngSeed, 0xfeed)), perIO: uint32(job.BlockSize) / ns.BlockSize,
-		spanIOs: job.span(ns.Blocks*uint64(ns.BlockSize)) / uint64(job.BlockSize), hist: hist.New(), wg: wg,
+		spanIOs:   job.span(ns.Blocks*uint64(ns.BlockSize)) / uint64(job.BlockSize),
+		offBlocks: job.Offset / uint64(ns.BlockSize), stride: job.strideIOs(), hist: hist.New(), wg: wg,
 	}
 	for i := range w.reqs {
 		w.bufs[i] = mem[i*job.BlockSize : (i+1)*job.BlockSize]
@@ -151,9 +154,9 @@ func (w *remoteWorker) prepare(req *host.Request) {
 		slot = w.rng.Uint64N(w.spanIOs)
 	} else {
 		slot = w.next
-		w.next = (w.next + 1) % w.spanIOs
+		w.next = (w.next + w.stride) % w.spanIOs
 	}
-	lba := slot * uint64(w.perIO)
+	lba := w.offBlocks + slot*uint64(w.perIO)
 	buf := w.bufs[req.Tag&0xffff]
 	write := w.job.Pattern == Write || w.job.Pattern == RandWrite ||
 		w.job.Pattern == RandRW && w.rng.IntN(100) >= w.job.ReadPct

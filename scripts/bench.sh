@@ -9,8 +9,14 @@
 #    ratios against fio measured in the same run). Two backing stores: a file
 #    on the disk (device-bound) and a file on tmpfs (CPU-bound: it shows the
 #    software cost of each tool).
+# 3. The volume store (bdev/lvol, bench/lvol_bench_test.go): volumes against
+#    their pool device, first writes into a thin volume by cluster size,
+#    snapshots under load, metadata memory per TiB.
+# 4. NVMe/TCP end to end on loopback; 5. VFIO against the kernel in QEMU.
 #
-# Env: ROUNDS (3), SECS per run (3), BENCH_DIR (.cache/bench), CORE (0).
+# Env: ROUNDS (3), SECS per run (3), BENCH_DIR (.cache/bench), CORE (0);
+# the volume store's LVOL_SECS (1), LVOL_ROUNDS (5), LVOL_FIRST_ROUNDS (3),
+# LVOL_TMPFS_DIR (/dev/shm): see bench/lvol_bench_test.go.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -26,7 +32,7 @@ STRATA=$PWD/bin/strata
 
 echo "== Go microbenchmarks" >&2
 micro=$(go test -run '^$' -bench . -benchmem -benchtime 1s \
-	./reactor/mpsc/ ./bench/ ./bench/hist/ ./bdev/part/ $(go list ./nvmeof/... 2>/dev/null) 2>&1 | grep -E '^Benchmark' || true)
+	-skip Lvol ./reactor/mpsc/ ./bench/ ./bench/hist/ ./bdev/part/ $(go list ./nvmeof/... 2>/dev/null) 2>&1 | grep -E '^Benchmark' || true)
 react=$(go test -run '^$' -bench 'TaskRoundTrip|SendToSleeping' -benchmem -benchtime 20000x ./reactor/ | grep -E '^Benchmark')
 idle=$(go test -run '^$' -bench IdleCPU -benchtime 3x ./reactor/ | grep -E '^Benchmark')
 
@@ -73,7 +79,28 @@ for store in disk tmpfs; do
 	done
 done
 
-# --- 3. NVMe/TCP end to end -------------------------------------------
+# --- 3. The volume store ----------------------------------------------
+# Pools are files of their own (in /dev/shm, as the 1 GiB tmpfs above is too
+# small for them, and in $DIR on the disk), removed afterwards. Each
+# benchmark logs its table's rows; they are sorted out by benchmark name.
+echo "== volume store (bdev/lvol)" >&2
+if ! lvol_out=$(CORE=$CORE GEN_CORE=$GEN_CORE LVOL_DISK_DIR=$DIR go test -run '^$' -bench '^BenchmarkLvol' \
+	-benchtime 1x -timeout 15m -v ./bench/ 2>&1); then
+	echo "$lvol_out" >&2
+	exit 1
+fi
+# lvol_rows NAME: the table rows BenchmarkLvolNAME logged.
+lvol_rows() {
+	awk -v b="BenchmarkLvol$1" '/^Benchmark/{cur=$1; sub(/-[0-9]+$/, "", cur)}
+		cur == b && /lvol_bench_test.go:[0-9]+: \|/{sub(/.*lvol_bench_test.go:[0-9]+: /, ""); print}' <<<"$lvol_out"
+}
+lvol_pool=$(lvol_rows VsPool)
+lvol_first=$(lvol_rows ThinFirstWrite)
+lvol_snap=$(lvol_rows SnapshotUnderLoad)
+lvol_mem=$(lvol_rows MetadataMemory)
+printf '%s\n' "$lvol_pool" "$lvol_first" "$lvol_snap" "$lvol_mem" >&2
+
+# --- 4. NVMe/TCP end to end -------------------------------------------
 echo "== NVMe/TCP on loopback" >&2
 SRV=$DIR/serve
 rm -rf "$SRV"; mkdir -p "$SRV"
@@ -196,7 +223,7 @@ plot "$CHART_DATA" using 2:3 with linespoints pt 7 title "p50", \
      "$CHART_DATA" using 2:4:(sprintf("QD %d", \$1)) with labels offset 0,1 notitle
 GNUPLOT
 kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true
-# --- 4. userspace NVMe (VFIO) against the kernel's nvme driver, in QEMU ---
+# --- 5. userspace NVMe (VFIO) against the kernel's nvme driver, in QEMU ---
 echo "== VFIO in the QEMU guest" >&2
 vfio_out=$(SECS=$SECS go test -run '^$' -bench VFIOvsKernelInQEMU -benchtime 1x -v ./bdev/pcie/ 2>&1 | grep -E 'bench_test.go|^Benchmark' || true)
 vfio_rows=$(awk '/bench_test.go/{sub(/.*bench_test.go:[0-9]+: /, ""); print}' <<<"$vfio_out")
@@ -225,6 +252,59 @@ disk=$(df -h --output=source,fstype "$DIR" | tail -1 | awk '{print $1" ("$2")"}'
 	echo "| store | pattern | bs | QD | Strata IOPS | Strata MiB/s | fio IOPS | fio MiB/s | ratio (IOPS) | rounds (Strata / fio) |"
 	echo "|---|---|---|---|---|---|---|---|---|---|"
 	printf '%s' "$rows"
+	echo
+	echo "## Volume store (bdev/lvol)"
+	echo
+	echo "\`go test -run '^\$' -bench '^BenchmarkLvol' -benchtime 1x -v ./bench/\` (bench/lvol_bench_test.go): pools are"
+	echo "files driven through io_uring (the uring device), one in tmpfs (/dev/shm: the device costs almost nothing, so a"
+	echo "ratio is the store's software cost) and one on the disk ($disk). The volumes' I/O runs on one reactor"
+	echo "pinned to core $CORE, the store's metadata reactor (first writes, copies on write, journal) on core $GEN_CORE."
+	echo
+	echo "### Volumes against their pool device"
+	echo
+	echo "4 KiB random reads and writes at QD 32 for ${LVOL_SECS:-1}s per run: the pool's own device over the bytes the thick"
+	echo "volume maps (raw), a thick volume of 1 GiB, and a thin one of 1 GiB written whole first (every cluster"
+	echo "allocated: the in-place path); 1 MiB clusters. ${LVOL_ROUNDS:-5} interleaved rounds (raw, thick, thin, raw, ...), medians;"
+	echo "ratios of IOPS against raw. Target: >= 0.97."
+	echo
+	echo "| store | pattern | raw IOPS | thick IOPS | thin IOPS | thick / raw | thin / raw | p99 us raw / thick / thin | rounds raw / thick / thin |"
+	echo "|---|---|---|---|---|---|---|---|---|"
+	printf '%s\n' "$lvol_pool"
+	echo
+	echo "### First writes into a thin volume, by cluster size"
+	echo
+	echo "4 KiB writes, each into a cluster of its own (a stride of one cluster), of a thin volume in a fresh pool:"
+	echo "first into unallocated clusters (the store allocates one, zeroes the rest of it, flushes the pool and journals"
+	echo "the mapping before it answers), for half of ${LVOL_SECS:-1}s or 16 GiB of clusters, then the same writes again over the"
+	echo "clusters that pass allocated (in place), for as long. Medians of ${LVOL_FIRST_ROUNDS:-3} rounds (a fresh pool file each)."
+	echo
+	echo "| store | cluster | QD | first IOPS | first p50 us | first p99 us | allocated IOPS | allocated p50 us | allocated p99 us | first / allocated IOPS | rounds: first IOPS / clusters written |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|"
+	printf '%s\n' "$lvol_first"
+	echo
+	echo "### Snapshots under load"
+	echo
+	echo "A thin volume of 64 MiB written whole (1 MiB clusters) under 4 KiB random writes at QD 32; ${LVOL_SNAPSHOTS:-20} snapshots"
+	echo "100 ms apart, all kept. \"pause\" is the I/O pause Snapshot returns (quiesce: the writes in flight finish; pool"
+	echo "flush; the snapshot's record durable; resume), \"call\" the whole call. The load's IOPS, p99 and max in the run with the"
+	echo "snapshots are set against runs of the same length without (median of one before, one after). After each"
+	echo "snapshot every cluster of the volume is shared: the next write into each is a copy on write of its 1 MiB,"
+	echo "which the load's figures during the snapshots include."
+	echo
+	echo "| store | snapshots | pause p50 us | pause p99 us | call p50 us | call p99 us | load IOPS with / without | load p99 us with / without | load max us with / without | each pause, ms |"
+	echo "|---|---|---|---|---|---|---|---|---|---|"
+	printf '%s\n' "$lvol_snap"
+	echo
+	echo "### Metadata memory"
+	echo
+	echo "Go heap (runtime.MemStats after GC) a pool of 1 TiB of 1 MiB clusters takes (a sparse file in tmpfs), against"
+	echo "what the format predicts: a 4-byte reference count and a bit of free bitmap per cluster; a map of 4-byte"
+	echo "entries in pages of 1024, and a pointer per page. The reactors' mapped I/O buffers (journal, checkpoint"
+	echo "and copy buffers) are not Go heap and not counted."
+	echo
+	echo "| what | from the format, bytes | measured, bytes |"
+	echo "|---|---|---|"
+	printf '%s\n' "$lvol_mem"
 	echo
 	echo "## NVMe/TCP end to end on loopback"
 	echo
@@ -291,7 +371,8 @@ disk=$(df -h --output=source,fstype "$DIR" | tail -1 | awk '{print $1" ("$2")"}'
 	echo "\`go test -bench . -benchmem\`: MPSC ring hand-off (PushPop uncontended, Handoff across cores, RoundTrip ="
 	echo "two hand-offs between spinning goroutines), reactor task round trips (a task that submits an io_uring NOP and"
 	echo "raises a flag the benchmark polls on completion; to a spinning reactor, and to a sleeping one that must be woken), histogram,"
-	echo "the local bdev path per I/O (LocalPath: generator, channel, device and completion on one reactor), PDU parsing and"
+	echo "the local bdev path per I/O (LocalPath: generator, channel, device and completion on one reactor; lvol-*: through"
+	echo "a volume of the volume store on a malloc pool, every device written whole first), PDU parsing and"
 	echo "encoding and CRC32C over 4 KiB (nvmeof/pdu), and the target through the Go host on loopback (nvmeof/target)."
 	echo
 	echo '```'
