@@ -31,6 +31,20 @@ var ErrMetadataFull = errors.New("lvol: the pool's metadata region is full")
 // fill, so that a checkpoint always fits (else the store faults).
 const metaReserve = 4
 
+// admitNew gives rec the next volume ID and checks it may join the
+// tables: a valid record, a name of its own, room in the metadata.
+// Metadata reactor only.
+func (s *Store) admitNew(rec *format.Volume) error {
+	rec.ID = s.t.nextID
+	if err := rec.Check(); err != nil {
+		return err
+	}
+	if err := s.t.admit(rec); err != nil {
+		return err
+	}
+	return s.metaRoom(rec.Name)
+}
+
 // volumeItemBytes is what a volume record adds to a checkpoint.
 const volumeItemBytes = format.RecordHead + format.VolumeSize
 
@@ -216,16 +230,7 @@ func (s *Store) CreateVolume(spec VolumeSpec) (VolumeInfo, error) {
 	rec.Serial = serial()
 	var vi VolumeInfo
 	err := s.run(func(done func(error)) {
-		rec.ID = s.t.nextID
-		if err := rec.Check(); err != nil {
-			done(err)
-			return
-		}
-		if err := s.t.admit(&rec); err != nil {
-			done(err)
-			return
-		}
-		if err := s.metaRoom(rec.Name); err != nil {
+		if err := s.admitNew(&rec); err != nil {
 			done(err)
 			return
 		}

@@ -61,16 +61,7 @@ func (s *Store) Snapshot(ctx context.Context, volume, name string) (vi VolumeInf
 			done(fmt.Errorf("%w: %q", ErrNotFound, volume))
 			return
 		}
-		rec.ID = s.t.nextID
-		if err := rec.Check(); err != nil {
-			done(err)
-			return
-		}
-		if err := s.t.admit(&rec); err != nil {
-			done(err)
-			return
-		}
-		if err := s.metaRoom(rec.Name); err != nil {
+		if err := s.admitNew(&rec); err != nil {
 			done(err)
 			return
 		}
@@ -124,16 +115,7 @@ func (s *Store) Clone(snapshot string, spec VolumeSpec) (VolumeInfo, error) {
 			done(fmt.Errorf("%w: %q", ErrNotFound, snapshot))
 			return
 		}
-		rec.ID = s.t.nextID
-		if err := rec.Check(); err != nil {
-			done(err)
-			return
-		}
-		if err := s.t.admit(&rec); err != nil {
-			done(err)
-			return
-		}
-		if err := s.metaRoom(rec.Name); err != nil {
+		if err := s.admitNew(&rec); err != nil {
 			done(err)
 			return
 		}
