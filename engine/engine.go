@@ -106,7 +106,7 @@ type Engine struct {
 	opening map[string]string // pools whose device is being opened: their URI
 	// making holds the names of volume store volumes and snapshots being
 	// made outside mu (lvol.go): what each is.
-	making map[string]string
+	making  map[string]string
 	pools   map[string]*livePool
 	volumes map[string]*liveVolume
 	shares  map[string]*liveShare

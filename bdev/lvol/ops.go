@@ -73,17 +73,10 @@ func (s *Store) metaRoom(name string) error {
 		return nil
 	}
 	var n uint64
-	head := format.CheckpointHead{NextVolumeID: s.t.nextID}
-	w, err := format.NewCheckpointWriter(s.sb.Pool, 0, head, func(format.Block) error {
+	err := s.writeTables(0, format.CheckpointHead{NextVolumeID: s.t.nextID}, func(format.Block) error {
 		n += format.MetaBlockSize
 		return nil
 	})
-	if err == nil {
-		err = s.t.writeCheckpoint(w)
-	}
-	if err == nil {
-		err = w.Close()
-	}
 	if err != nil {
 		return err
 	}

@@ -303,6 +303,19 @@ func (s *Store) commit(recs []format.Record, fua bool, done func(error)) {
 	}
 }
 
+// writeTables writes the tables as checkpoint blocks from sequence seq
+// under head, each handed to put.
+func (s *Store) writeTables(seq uint64, head format.CheckpointHead, put func(format.Block) error) error {
+	w, err := format.NewCheckpointWriter(s.sb.Pool, seq, head, put)
+	if err == nil {
+		err = s.t.writeCheckpoint(w)
+	}
+	if err == nil {
+		err = w.Close()
+	}
+	return err
+}
+
 // encodeCheckpoint writes the tables as a checkpoint whose head points
 // the journal at pos, seq; it fails if it outgrows a half of the metadata
 // region.
@@ -310,19 +323,13 @@ func (s *Store) encodeCheckpoint(pos, seq uint64) ([]byte, error) {
 	var out []byte
 	limit := s.halfBlocks * format.MetaBlockSize
 	head := format.CheckpointHead{JournalPos: pos, JournalSeq: seq, NextVolumeID: s.t.nextID}
-	w, err := format.NewCheckpointWriter(s.sb.Pool, s.ckptSeq, head, func(b format.Block) error {
+	err := s.writeTables(s.ckptSeq, head, func(b format.Block) error {
 		if uint64(len(out))+format.MetaBlockSize > limit {
 			return fmt.Errorf("lvol: the tables outgrow the metadata region's half of %d bytes", limit)
 		}
 		out = append(out, b...)
 		return nil
 	})
-	if err == nil {
-		err = s.t.writeCheckpoint(w)
-	}
-	if err == nil {
-		err = w.Close()
-	}
 	if err != nil {
 		return nil, err
 	}
