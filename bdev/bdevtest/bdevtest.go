@@ -4,6 +4,7 @@ package bdevtest
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -59,6 +60,9 @@ func (cl *Client) Do(t testing.TB, op bdev.Op, lba uint64, blocks uint32, buf []
 	return req.Wait(t)
 }
 
+// waitLimit bounds Wait: no request of a test device takes a minute.
+const waitLimit = time.Minute
+
 // Pending is a request started by Start.
 type Pending struct{ c *call }
 
@@ -85,7 +89,13 @@ func (cl *Client) StartFUA(lba uint64, blocks uint32, buf []byte) Pending {
 // Wait waits for the request and returns its status.
 func (p Pending) Wait(t testing.TB) bdev.Status {
 	t.Helper()
-	<-p.c.done
+	select {
+	case <-p.c.done:
+	case <-time.After(waitLimit):
+		// A request that never finishes is a bug of its own; failing here
+		// names it instead of leaving the test binary's timeout to.
+		t.Fatalf("%v of %d blocks at LBA %d did not finish in %v", p.c.req.Op, p.c.req.Blocks, p.c.req.LBA, waitLimit)
+	}
 	require.False(t, p.c.calledInside, "callback ran inside Submit")
 	return p.c.req.Status
 }

@@ -218,8 +218,15 @@ func (s *Store) run(op func(done func(error))) error {
 // or a record would not apply (a bug). Reads and writes in place go on;
 // nothing that changes the tables does.
 func (s *Store) fault(err error) {
-	if s.err == nil {
-		s.err = fmt.Errorf("lvol: pool %s faulted: %w", s.sb.Pool, err)
+	if s.err != nil {
+		return
+	}
+	s.err = fmt.Errorf("lvol: pool %s faulted: %w", s.sb.Pool, err)
+	// Writes waiting for a grace period's clusters wait for nothing now:
+	// a faulted store frees none. They fail (onFill), after the step
+	// that faulted it.
+	if len(s.fills.spaceWait) > 0 {
+		s.r.Defer(reactor.TaskFunc(func(*reactor.Reactor) { s.spaceFreed() }))
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/strata-storage/strata/bdev"
 	"github.com/strata-storage/strata/bdev/bdevtest"
+	"github.com/strata-storage/strata/bdev/fault"
 	"github.com/strata-storage/strata/bdev/file"
 	"github.com/strata-storage/strata/bdev/malloc"
 	"github.com/strata-storage/strata/bdev/powerloss"
@@ -252,13 +253,52 @@ func TestFreedClusterReuseSurvivesPowerCut(t *testing.T) {
 	}
 }
 
-// crash abandons an open store as a kill would: nothing more is written.
+// crash abandons an open store as a kill would: nothing more is started;
+// what the device was already given (a grace period's flush, say) lands
+// or fails as it would have without the process.
 func crash(t *testing.T, s *Store) {
 	t.Helper()
 	require.NoError(t, s.r.Call(func(*reactor.Reactor) error {
 		s.err, s.closed = fmt.Errorf("crashed"), true
+		return nil
+	}))
+	require.Eventually(t, func() bool {
+		n := 0
+		s.r.Call(func(*reactor.Reactor) error { n = s.ch.Inflight(); return nil })
+		return n == 0
+	}, time.Minute, time.Millisecond, "the pool's requests never finished")
+	require.NoError(t, s.r.Call(func(*reactor.Reactor) error {
 		return errors.Join(s.j.Close(), s.meta.Unmap(), s.fills.close(), s.ch.Close())
 	}))
+}
+
+// A first write that waits for a cluster a grace period holds back fails
+// when the period's flush fails: the store faults and frees nothing, so
+// the write has nothing left to wait for.
+func TestWriteWaitingForHeldClusterFailsWithTheStore(t *testing.T) {
+	const bs = 4096
+	base, err := powerloss.New("base", 8<<20, bs)
+	require.NoError(t, err)
+	dev := fault.New("pool", base, fault.Options{Timeout: 500 * time.Millisecond})
+	s, g := storeOn(t, dev)
+	r := g.Get(0)
+	free := s.Stats().Capacity / poolCluster
+	_, err = s.CreateVolume(VolumeSpec{Name: "full", Size: (free - 1) * poolCluster})
+	require.NoError(t, err)
+	for _, name := range []string{"a", "b"} {
+		_, err = s.CreateVolume(VolumeSpec{Name: name, Size: 1 << 20, Thin: true})
+		require.NoError(t, err)
+	}
+	ca, cb := bdevtest.Open(t, openVol(t, s, "a"), r), bdevtest.Open(t, openVol(t, s, "b"), r)
+	buf := bdevtest.Buffers(t, bs)
+	require.Equal(t, bdev.StatusOK, ca.Do(t, bdev.OpWrite, 0, 1, buf))
+	// The grace period's flush hangs until the device gives it up.
+	dev.Inject(fault.Rule{Ops: []bdev.Op{bdev.OpFlush}, Hang: true, Count: 1})
+	require.Equal(t, bdev.StatusOK, ca.Do(t, bdev.OpUnmap, 0, poolCluster/bs, nil))
+	st := cb.Do(t, bdev.OpWrite, 0, 1, buf)
+	require.NotEqual(t, bdev.StatusOK, st, "a write succeeded on a store whose flush failed")
+	require.Error(t, s.Err())
+	require.Equal(t, 1, dev.Faults(), "the flush that hung was not the grace period's")
 }
 
 // A thin pool that runs out of clusters fails the write that needed one
