@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/strata-storage/strata/bdev"
+	"github.com/strata-storage/strata/bdev/lvol/journal"
 	"github.com/strata-storage/strata/internal/iomem"
 	"github.com/strata-storage/strata/reactor"
 )
@@ -91,14 +92,16 @@ func (b *blockIO) flush() error { return b.do(bdev.OpFlush, 0, 0, false) }
 type flusher struct {
 	ch        *bdev.Channel
 	dur       *durability
+	j         *journal.Journal
 	req       bdev.Request
 	busy      bool
 	snap      uint64 // the records the flush in flight makes durable
+	jsnap     uint64 // the journal blocks it makes durable
 	cur, next []func(error)
 }
 
-func (f *flusher) init(ch *bdev.Channel, dur *durability) {
-	f.ch, f.dur = ch, dur
+func (f *flusher) init(ch *bdev.Channel, dur *durability, j *journal.Journal) {
+	f.ch, f.dur, f.j = ch, dur, j
 	f.req.Op, f.req.Callback = bdev.OpFlush, f.done
 }
 
@@ -117,7 +120,7 @@ func (f *flusher) kick() {
 	}
 	f.busy = true
 	f.cur, f.next = f.next, nil
-	f.snap = f.dur.snapshot()
+	f.snap, f.jsnap = f.dur.snapshot(), f.j.Written()
 	f.ch.Submit(&f.req)
 }
 
@@ -128,6 +131,7 @@ func (f *flusher) done(req *bdev.Request) {
 		err = fmt.Errorf("lvol: flushing the pool: %w", err)
 	} else {
 		f.dur.covered(f.snap)
+		f.j.Flushed(f.jsnap)
 	}
 	cur := f.cur
 	f.cur = nil

@@ -180,7 +180,7 @@ func (s *Store) start(pos, seq uint64) error {
 	s.j = j
 	j.Start(pos, seq)
 	s.dur.volatile = s.ch.Info().VolatileCache
-	s.fl.init(s.ch, &s.dur)
+	s.fl.init(s.ch, &s.dur, j)
 	s.metaReq.Callback = s.metaWritten
 	s.fills.init()
 	s.grace.init(s)

@@ -60,14 +60,14 @@ var Magic = [8]byte{'S', 'T', 'R', 'A', 'T', 'A', 'L', 'V'}
 
 // Header offsets (docs/lvstore-format.md, "Metadata block header").
 const (
-	hdrMagic    = 0  // 8 bytes
-	hdrKind     = 8  // 2
-	hdrVersion  = 10 // 2
-	hdrFlags    = 12 // 4, reserved: zero
-	hdrSeq      = 16 // 8
-	hdrPool     = 24 // 16
-	hdrLen      = 40 // 4: payload bytes
-	hdrReserved = 44 // 4: zero
+	hdrMagic   = 0  // 8 bytes
+	hdrKind    = 8  // 2
+	hdrVersion = 10 // 2
+	hdrFlags   = 12 // 4, reserved: zero
+	hdrSeq     = 16 // 8
+	hdrPool    = 24 // 16
+	hdrLen     = 40 // 4: payload bytes
+	hdrLag     = 44 // 4: a journal block's durable lag; zero in others
 	// HeaderSize is where a block's payload starts.
 	HeaderSize = 48
 	// crcOff is the CRC32C of bytes [0, crcOff).
@@ -109,8 +109,20 @@ func (b Block) Seal(kind Kind, seq uint64, pool [16]byte, n int) {
 	binary.LittleEndian.PutUint64(b[hdrSeq:], seq)
 	copy(b[hdrPool:], pool[:])
 	binary.LittleEndian.PutUint32(b[hdrLen:], uint32(n))
-	binary.LittleEndian.PutUint32(b[hdrReserved:], 0)
+	binary.LittleEndian.PutUint32(b[hdrLag:], 0)
 	clear(b[HeaderSize+n : crcOff])
+	binary.LittleEndian.PutUint32(b[crcOff:], crcOf(b))
+}
+
+// DurableLag returns a journal block's durable lag: d > 0 says that every
+// block of its run with a sequence up to Seq() - d was on stable media
+// when it was written; 0 says nothing.
+func (b Block) DurableLag() uint32 { return binary.LittleEndian.Uint32(b[hdrLag:]) }
+
+// SealJournal seals a journal block (Seal) with durable lag lag.
+func (b Block) SealJournal(seq uint64, pool [16]byte, n int, lag uint32) {
+	b.Seal(KindJournal, seq, pool, n)
+	binary.LittleEndian.PutUint32(b[hdrLag:], lag)
 	binary.LittleEndian.PutUint32(b[crcOff:], crcOf(b))
 }
 
@@ -171,7 +183,7 @@ func (b Block) Check(kind Kind, pool [16]byte, off uint64) error {
 			return bad("bytes past the payload are not zero")
 		}
 	}
-	if binary.LittleEndian.Uint32(b[hdrFlags:]) != 0 || binary.LittleEndian.Uint32(b[hdrReserved:]) != 0 {
+	if binary.LittleEndian.Uint32(b[hdrFlags:]) != 0 || (kind != KindJournal && b.DurableLag() != 0) {
 		return bad("reserved header fields set")
 	}
 	return nil

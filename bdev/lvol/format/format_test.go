@@ -238,3 +238,21 @@ func TestLayoutOfATebibyte(t *testing.T) {
 	require.EqualValues(t, 32<<20, l.MetaLen)
 	require.Less(t, float64(l.DataOff)/float64(1<<40), 0.0001, "under 0.01% of the pool")
 }
+
+// A journal block's durable lag sits at byte 44 and is covered by the
+// checksum; any other kind with bytes set there is refused.
+func TestDurableLagOffset(t *testing.T) {
+	b := Block(make([]byte, MetaBlockSize))
+	b.SealJournal(90, pool, 0, 7)
+	require.Equal(t, uint32(7), binary.LittleEndian.Uint32(b[44:]))
+	require.Equal(t, uint32(7), b.DurableLag())
+	require.NoError(t, b.Check(KindJournal, pool, 0))
+	b[44] ^= 2
+	require.ErrorIs(t, b.Check(KindJournal, pool, 0), ErrCorrupt, "the lag is under the checksum")
+
+	c := Block(make([]byte, MetaBlockSize))
+	c.Seal(KindCheckpoint, 90, pool, 0)
+	binary.LittleEndian.PutUint32(c[44:], 7)
+	binary.LittleEndian.PutUint32(c[crcOff:], crcOf(c))
+	require.ErrorIs(t, c.Check(KindCheckpoint, pool, 0), ErrCorrupt, "a lag in a checkpoint block")
+}

@@ -27,6 +27,7 @@ package journal
 import (
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/strata-storage/strata/bdev"
 	"github.com/strata-storage/strata/bdev/lvol/format"
@@ -48,6 +49,7 @@ type block struct {
 	j       *Journal
 	buf     []byte // format.MetaBlockSize bytes, off the Go heap
 	payload []byte // the records so far (a prefix of buf's payload area)
+	seq     uint64 // once sealed
 	fua     bool
 	waiters []func(error)
 	req     bdev.Request
@@ -69,9 +71,15 @@ type Journal struct {
 	pos, seq uint64 // where the next sealed block goes, and its sequence
 	start    uint64 // the sequence of the run's first block
 	dirty    bool   // a block was written without FUA since the last flush
-	flush    bdev.Request
-	syncs    []func(error)
-	err      error
+	// The blocks of the run with sequences below writtenTo are written,
+	// below durableTo on stable media (a flush after them, or a FUA
+	// block); each block written says so in its header (its durable
+	// lag), for Replay to tell a lost block from a torn tail.
+	writtenTo, durableTo uint64
+	flushTo              uint64 // writtenTo when the journal's flush was submitted
+	flush                bdev.Request
+	syncs                []func(error)
+	err                  error
 }
 
 // chunkBlocks is how many blocks of memory the journal maps at a time:
@@ -125,6 +133,20 @@ func (j *Journal) Close() error {
 // NextSeq). Nothing may be pending.
 func (j *Journal) Start(pos, seq uint64) {
 	j.pos, j.seq, j.start = pos%j.ring.Blocks, seq, seq
+	j.writtenTo, j.durableTo = seq, seq
+}
+
+// Written returns the sequence past the last block written: a flush
+// submitted now makes every block below it durable (Flushed).
+func (j *Journal) Written() uint64 { return j.writtenTo }
+
+// Flushed tells the journal that a flush of the device, submitted when
+// Written returned to, has completed: the blocks below to are durable.
+func (j *Journal) Flushed(to uint64) {
+	j.durableTo = max(j.durableTo, to)
+	if to == j.writtenTo && !j.busy {
+		j.dirty = false // nothing written since: a FUA block needs no flush first
+	}
 }
 
 // Checkpointed moves the run's start to the block of sequence seq (a
@@ -211,7 +233,7 @@ func (j *Journal) Sync(done func(error)) {
 func (j *Journal) seal() {
 	b := j.open
 	j.open = nil
-	format.Block(b.buf).Seal(format.KindJournal, j.seq, j.ring.Pool, len(b.payload))
+	b.seq = j.seq
 	bpb := format.MetaBlockSize / j.bs
 	b.req.Op, b.req.LBA, b.req.Blocks = bdev.OpWrite, j.ring.Off/j.bs+j.pos*bpb, uint32(bpb)
 	b.req.Buf, b.req.FUA = b.buf, b.fua
@@ -233,11 +255,19 @@ func (j *Journal) kick() {
 	b := j.queue[0]
 	j.busy = true
 	if b.fua && j.dirty {
+		j.flushTo = j.writtenTo
 		j.ch.Submit(&j.flush) // the blocks before it durable first
 		return
 	}
 	j.queue = j.queue[1:]
 	j.dirty = j.dirty || !b.fua
+	// Sealed now, not when queued: the lag says what is durable as the
+	// block goes to the device.
+	var lag uint32
+	if d := b.seq - (j.durableTo - 1); j.durableTo > j.start && d <= math.MaxUint32 {
+		lag = uint32(d)
+	}
+	format.Block(b.buf).SealJournal(b.seq, j.ring.Pool, len(b.payload), lag)
 	j.ch.Submit(&b.req)
 }
 
@@ -250,6 +280,7 @@ func (j *Journal) flushed(req *bdev.Request) {
 		return
 	}
 	j.dirty = false
+	j.durableTo = max(j.durableTo, j.flushTo)
 	j.kick()
 }
 
@@ -261,6 +292,11 @@ func (b *block) written(req *bdev.Request) {
 	if req.Status != bdev.StatusOK {
 		err = fmt.Errorf("journal: writing block at byte %d: %v", req.LBA*j.bs, req.Status)
 		j.err = err
+	} else {
+		j.writtenTo = b.seq + 1
+		if req.FUA || !j.ch.Info().VolatileCache {
+			j.durableTo = b.seq + 1 // the blocks before it were flushed first
+		}
 	}
 	waiters := b.waiters
 	b.waiters, b.fua, b.payload = b.waiters[:0], false, nil
@@ -336,6 +372,11 @@ func Replay(read func(i uint64) ([]byte, error), ring Ring, pos, seq uint64, fn 
 	}
 	n, stop := format.JournalRun(func(i uint64) format.Block { return blocks[i] }, ring.Blocks, pos, seq, ring.Pool, ring.Off)
 	run.End, run.Stop = (pos+n)%ring.Blocks, stop
+	if stop != nil {
+		if err := ring.checkEnd(blocks, run.End, seq+n); err != nil {
+			return run, err
+		}
+	}
 	for k := range n {
 		i := (pos + k) % ring.Blocks
 		err := format.Records(blocks[i].Payload(), ring.Off+i*format.MetaBlockSize, func(t format.RecordType, body []byte) bool {
@@ -348,4 +389,32 @@ func Replay(read func(i uint64) ([]byte, error), ring Ring, pos, seq uint64, fn 
 		}
 	}
 	return run, nil
+}
+
+// checkEnd says whether the run's end, ring block end where sequence next
+// was due, is one a crash can leave, or damage. A power cut keeps any
+// part of what was not yet flushed, so blocks of the run may follow a
+// lost one; but none may say the lost one was durable (its durable lag),
+// and no block may be of a later run: runs start past every sequence the
+// ring holds, so one exists only if a checkpoint newer than the one
+// replayed named it, and that checkpoint was damaged after it was
+// durable (replaying the older one would drop what the later run made
+// durable).
+func (ring Ring) checkEnd(blocks []format.Block, end, next uint64) error {
+	at := func(i uint64) uint64 { return ring.Off + i*format.MetaBlockSize }
+	for i, b := range blocks {
+		if b.Check(format.KindJournal, ring.Pool, at(uint64(i))) != nil || b.Seq() < next {
+			continue
+		}
+		s := b.Seq()
+		if k := (uint64(i) + ring.Blocks - end) % ring.Blocks; s-next != k {
+			return &format.CorruptError{Kind: format.KindJournal, Offset: at(uint64(i)), Reason: fmt.Sprintf(
+				"sequence %d is of a run after the one replayed, which ends at byte %d: the checkpoint that named it is damaged", s, at(end))}
+		}
+		if lag := uint64(b.DurableLag()); lag > 0 && s-lag >= next {
+			return &format.CorruptError{Kind: format.KindJournal, Offset: at(end), Reason: fmt.Sprintf(
+				"damaged or lost, though the block at byte %d (sequence %d) was written after it was durable", at(uint64(i)), s)}
+		}
+	}
+	return nil
 }

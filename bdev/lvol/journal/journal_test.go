@@ -70,6 +70,14 @@ func (f *fixture) appendAll(t *testing.T, from int, fua []bool) []error {
 // numbers in order.
 func (f *fixture) replay(t *testing.T, pos, seq uint64) ([]int, Run) {
 	t.Helper()
+	got, run, err := f.replayErr(t, pos, seq)
+	require.NoError(t, err)
+	return got, run
+}
+
+// replayErr is replay returning Replay's error.
+func (f *fixture) replayErr(t *testing.T, pos, seq uint64) ([]int, Run, error) {
+	t.Helper()
 	var got []int
 	region := bdevtest.Buffers(t, int(f.ring.Blocks)*format.MetaBlockSize)
 	st := f.c.Do(t, bdev.OpRead, f.ring.Off/512, uint32(len(region)/512), region)
@@ -83,8 +91,7 @@ func (f *fixture) replay(t *testing.T, pos, seq uint64) ([]int, Run) {
 		require.EqualValues(t, 1, typ)
 		got = append(got, int(binary.LittleEndian.Uint32(body)))
 	})
-	require.NoError(t, err)
-	return got, run
+	return got, run, err
 }
 
 // Records come back in order, however many share a block; records that
@@ -169,6 +176,49 @@ func TestNewRunNeverReplaysTheOldOne(t *testing.T) {
 	f.appendAll(t, 2000, []bool{true})
 	got, _ = f.replay(t, 0, 1)
 	require.Greater(t, len(got), 1, "a stale block follows a run that reused sequences")
+}
+
+// A block of the run that was durable and is then lost or damaged is
+// corruption, not the journal's end: a block written after it says it
+// was durable. Replay names the lost block; a torn tail (nothing durable
+// after it: TestPowerLossKeepsAPrefixWithEveryFUARecord) is not refused.
+func TestLostDurableBlockIsCorruption(t *testing.T) {
+	f := newFixture(t, 64)
+	f.on(t, func() { f.j.Start(0, 1) })
+	fua := make([]bool, 200)
+	fua[len(fua)-1] = true
+	f.appendAll(t, 0, fua)                 // blocks 0..k, durable
+	f.appendAll(t, 200, make([]bool, 200)) // later blocks say so
+	_, whole := f.replay(t, 0, 1)
+	require.Greater(t, whole.End, uint64(3))
+
+	flip := bdevtest.Buffers(t, 512)
+	lba := (f.ring.Off + format.MetaBlockSize) / 512 // ring block 1
+	require.Equal(t, bdev.StatusOK, f.c.Do(t, bdev.OpRead, lba, 1, flip))
+	flip[100] ^= 0x10
+	require.Equal(t, bdev.StatusOK, f.c.Do(t, bdev.OpWrite, lba, 1, flip))
+	_, run, err := f.replayErr(t, 0, 1)
+	var ce *format.CorruptError
+	require.ErrorAs(t, err, &ce)
+	require.Equal(t, f.ring.Off+format.MetaBlockSize, ce.Offset, "the error names the lost block: %v", err)
+	require.Equal(t, uint64(1), run.End)
+}
+
+// Replaying from an older checkpoint whose run a newer one's has
+// followed is refused: the blocks of the later run name it.
+func TestLaterRunPastAnOlderCheckpointIsCorruption(t *testing.T) {
+	f := newFixture(t, 64)
+	f.on(t, func() { f.j.Start(0, 1) })
+	f.appendAll(t, 0, make([]bool, 100))
+	_, run := f.replay(t, 0, 1)
+	f.on(t, func() { f.j.Start(run.End, run.NextSeq+5) })
+	f.appendAll(t, 1000, []bool{true})
+	_, _, err := f.replayErr(t, 0, 1)
+	var ce *format.CorruptError
+	require.ErrorAs(t, err, &ce)
+	require.Equal(t, f.ring.Off+run.End*format.MetaBlockSize, ce.Offset, "%v", err)
+	got, _ := f.replay(t, run.End, run.NextSeq+5)
+	require.Equal(t, []int{1000}, got)
 }
 
 // The run fills the ring but one block, then refuses: the store must
