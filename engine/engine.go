@@ -121,6 +121,9 @@ type livePool struct {
 	err     error       // why it is faulted (set first, while the device is taken down)
 	retry   retry
 	unwatch func() // ends the subscription to dev's events
+	// checking: CheckPool has the faulted pool's device open; reconcile
+	// does not try it meanwhile.
+	checking bool
 }
 
 // liveVolume is a volume's runtime half.
@@ -430,7 +433,7 @@ func (e *Engine) reconcile(now time.Time) {
 	}
 	var due []poolRecord
 	for _, name := range slices.Sorted(maps.Keys(e.pools)) {
-		if lp := e.pools[name]; lp.dev == nil && !lp.retry.at.After(now) {
+		if lp := e.pools[name]; lp.dev == nil && !lp.checking && !lp.retry.at.After(now) {
 			due = append(due, e.st.pools[name])
 		}
 	}

@@ -487,6 +487,11 @@ func (e *Engine) DeleteSnapshot(_ context.Context, name string) error {
 func (e *Engine) CheckPool(name string) ([]string, error) {
 	e.mu.Lock()
 	s, err := e.lvolPool(name)
+	if err != nil {
+		if p, lp := e.st.pools[name], e.pools[name]; lp != nil && p.isLvol() && lp.store == nil {
+			return e.checkFaultedPool(p, lp) // unlocks
+		}
+	}
 	e.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -497,6 +502,46 @@ func (e *Engine) CheckPool(name string) ([]string, error) {
 	}
 	if err := s.Err(); err != nil {
 		out = append(out, err.Error())
+	}
+	return out, nil
+}
+
+// checkFaultedPool checks, offline, the device of a volume store pool
+// whose store would not open: what the device's metadata holds, read
+// without writing, and why the store refused it. The pool stays faulted
+// (reconcile leaves it alone meanwhile). Called with e.mu held; unlocks
+// it.
+func (e *Engine) checkFaultedPool(p poolRecord, lp *livePool) ([]string, error) {
+	if lp.checking {
+		e.mu.Unlock()
+		return nil, errorf(ErrConflict, "pool %q is being checked", p.Name)
+	}
+	lp.checking = true
+	why := lp.err
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		lp.checking = false
+		e.mu.Unlock()
+	}()
+	dev, err := e.openDevice(e.closing, p.Name, p.URI)
+	if err != nil {
+		return nil, errorf(ErrDevice, "pool %q is faulted and its device does not open for a check: %w", p.Name, err)
+	}
+	faults, err := lvol.Check(dev, e.r)
+	if derr := e.reg.Delete(p.Name); derr != nil {
+		err = errors.Join(err, derr)
+	}
+	if err != nil {
+		return nil, errorf(ErrDevice, "pool %q: check: %w", p.Name, err)
+	}
+	out := []string{}
+	for _, f := range faults {
+		out = append(out, f.Error())
+	}
+	if len(out) == 0 && why != nil {
+		// The metadata checks: what faulted the pool lies elsewhere.
+		out = append(out, fmt.Sprintf("the pool is faulted: %v", why))
 	}
 	return out, nil
 }

@@ -209,6 +209,43 @@ func TestVolumeStorePoolChecksItsDevice(t *testing.T) {
 	require.Equal(t, engine.StateFaulted, p.State)
 	require.Contains(t, p.Error, "not this pool's")
 	require.Empty(t, e.Volumes())
+	// The other store checks: what faulted the pool is said instead.
+	faults, err := e.CheckPool("s")
+	require.NoError(t, err)
+	require.Len(t, faults, 1)
+	require.Contains(t, faults[0], "not this pool's")
+}
+
+// A pool whose store will not open is checked offline: its device is
+// read, never written, and the check names the damaged blocks.
+func TestCheckFaultedVolumeStorePool(t *testing.T) {
+	f := newFixture(t)
+	e, err := f.tryOpen(false)
+	require.NoError(t, err)
+	img := f.storePool(t, e, "s")
+	mustVolume(t, e, "a", "s", 1<<20)
+	require.NoError(t, e.Close())
+	raw, err := os.ReadFile(img)
+	require.NoError(t, err)
+	raw[100] ^= 1  // superblock slot 0
+	raw[4196] ^= 1 // slot 1
+	require.NoError(t, os.WriteFile(img, raw, 0o600))
+
+	e = f.open(t, false)
+	p, err := e.Pool("s")
+	require.NoError(t, err)
+	require.Equal(t, engine.StateFaulted, p.State)
+	faults, err := e.CheckPool("s")
+	require.NoError(t, err)
+	all := strings.Join(faults, "\n")
+	require.Contains(t, all, "superblock at byte 0:")
+	require.Contains(t, all, "superblock at byte 4096:")
+	after, err := os.ReadFile(img)
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(raw, after), "the check wrote to the device")
+	p, err = e.Pool("s")
+	require.NoError(t, err)
+	require.Equal(t, engine.StateFaulted, p.State, "a check does not bring a pool up")
 }
 
 func copyFile(t *testing.T, from, to string) {

@@ -42,6 +42,9 @@ type loaded struct {
 	// holds: the next checkpoint starts past it, so that no block of an
 	// older one can ever continue it.
 	maxSeq uint64
+	// passed is why the newer checkpoint did not load, when the older one
+	// stands in: torn by a crash as it was written, or damaged.
+	passed error
 }
 
 func (s *Store) load() error {
@@ -50,25 +53,7 @@ func (s *Store) load() error {
 		return err
 	}
 	defer bio.close()
-	in := s.ch.Info()
-	slots := make([]byte, format.SuperblockBytes)
-	if err := bio.read(0, slots); err != nil {
-		return err
-	}
-	if s.sb, err = format.NewestSuperblock(slots, in.Size()); err != nil {
-		return err
-	}
-	if s.sb.BlockSize != in.BlockSize {
-		return fmt.Errorf("pool laid out for %d-byte blocks on a device of %d", s.sb.BlockSize, in.BlockSize)
-	}
-	s.setLayout()
-	l, err := s.loadCheckpoint(bio)
-	if err != nil {
-		return err
-	}
-	s.t, s.half, s.ckptSeq = l.t, l.half, l.maxSeq+1
-
-	run, err := s.replay(bio, l.head)
+	run, err := s.read(bio, nil)
 	if err != nil {
 		return err
 	}
@@ -90,6 +75,45 @@ func (s *Store) load() error {
 		return err
 	}
 	return s.completeThick()
+}
+
+// read loads the tables as the device's metadata has them, writing
+// nothing: the newest valid superblock, the newest whole checkpoint, the
+// journal's run after it. slots, when not nil, is told of each
+// superblock slot's error (nil: it checks).
+func (s *Store) read(bio *blockIO, slots func(i int, err error)) (journal.Run, error) {
+	in := s.ch.Info()
+	buf := make([]byte, format.SuperblockBytes)
+	if err := bio.read(0, buf); err != nil {
+		return journal.Run{}, err
+	}
+	var err error
+	if s.sb, err = format.NewestSuperblock(buf, in.Size()); err != nil {
+		return journal.Run{}, err
+	}
+	if slots != nil {
+		for i := range format.SuperblockSlots {
+			sb, err := format.DecodeSuperblock(format.Block(buf[i*format.MetaBlockSize:(i+1)*format.MetaBlockSize]), i, in.Size())
+			if err == nil && sb.Pool != s.sb.Pool {
+				err = fmt.Errorf("superblock slot %d names pool %s, not %s", i, bdev.UUID(sb.Pool), bdev.UUID(s.sb.Pool))
+			}
+			slots(i, err)
+		}
+	}
+	if s.sb.BlockSize != in.BlockSize {
+		return journal.Run{}, fmt.Errorf("pool laid out for %d-byte blocks on a device of %d", s.sb.BlockSize, in.BlockSize)
+	}
+	s.setLayout()
+	l, err := s.loadCheckpoint(bio)
+	if err != nil {
+		return journal.Run{}, err
+	}
+	s.t, s.half, s.ckptSeq = l.t, l.half, l.maxSeq+1
+	run, err := s.replay(bio, l.head)
+	if err != nil && l.passed != nil {
+		err = fmt.Errorf("%w; checkpoint %c stood in for the newer one, which does not load: %w", err, 'A'+l.half, l.passed)
+	}
+	return run, err
 }
 
 // loadCheckpoint reads both halves of the metadata region and loads the
@@ -126,6 +150,7 @@ func (s *Store) loadCheckpoint(bio *blockIO) (loaded, error) {
 		}, s.halfBlocks, s.sb.Pool, s.halfOff(h), s.sb.ClusterSize, s.sb.Clusters)
 		if err == nil {
 			l.t, l.head, l.half = t, head, h
+			l.passed = errors.Join(errs...)
 			return l, nil
 		}
 		errs = append(errs, fmt.Errorf("checkpoint %c: %w", 'A'+h, err))
@@ -187,4 +212,39 @@ func (s *Store) completeThick() error {
 		}
 		next(nil)
 	})
+}
+
+// Check reads the volume store on dev as Open would, writing nothing,
+// and returns every fault it finds: a superblock slot that does not
+// check, metadata the store would refuse to open with (the error names
+// the block), or tables that break an invariant. None: the store checks.
+// It is the offline `strata pool check`, for a pool that is not open (a
+// faulted one, whose store would not open, included); an open store
+// checks its live tables with Store.Check.
+func Check(dev bdev.Device, r *reactor.Reactor) ([]error, error) {
+	ch, err := bdev.Open(dev, r)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Call(func(*reactor.Reactor) error { return ch.Close() })
+	bio, err := newBlockIO(ch)
+	if err != nil {
+		return nil, err
+	}
+	defer bio.close()
+	s := &Store{dev: dev, r: r, ch: ch}
+	var faults []error
+	_, err = s.read(bio, func(i int, err error) {
+		if err != nil {
+			faults = append(faults, fmt.Errorf("superblock slot %d (byte %d): %w", i, i*format.MetaBlockSize, err))
+		}
+	})
+	switch {
+	case errors.Is(err, ErrNotPool):
+		return nil, fmt.Errorf("lvol: check %s: %w", dev.Info().Name, err)
+	case err != nil:
+		return append(faults, err), nil
+	}
+	// A thick volume a crash cut short is completed by Open: not a fault.
+	return append(faults, s.t.check(nil, true)...), nil
 }

@@ -193,7 +193,7 @@ func (s *Store) Check() []error {
 		for pc := range s.fills.allocated {
 			limbo[pc] = true
 		}
-		errs = s.t.check(limbo)
+		errs = s.t.check(limbo, false)
 		return nil
 	})
 	return errs

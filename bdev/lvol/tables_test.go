@@ -149,13 +149,13 @@ func TestTablesCheckpointAndReplay(t *testing.T) {
 		var ckptAt int
 		for step := range 400 {
 			m.step(t)
-			require.Empty(t, m.t.check(nil), "seed %d step %d", seed, step)
+			require.Empty(t, m.t.check(nil, false), "seed %d step %d", seed, step)
 			if step%97 == 0 {
 				ckpt, ckptAt = checkpointOf(t, m.t, pool, format.CheckpointHead{JournalPos: 5, JournalSeq: 9, NextVolumeID: m.t.nextID}), len(m.records)
 				got, head := loadFrom(t, ckpt, pool, clusters)
 				require.Equal(t, format.CheckpointHead{JournalPos: 5, JournalSeq: 9, NextVolumeID: m.t.nextID}, head)
 				requireSameTables(t, m.t, got, "seed %d step %d: the checkpoint loads back", seed, step)
-				require.Empty(t, got.check(nil))
+				require.Empty(t, got.check(nil, false))
 			}
 		}
 		replayed, _ := loadFrom(t, ckpt, pool, clusters)
@@ -182,7 +182,7 @@ func TestSnapshotChainCheckpointsAsDifferences(t *testing.T) {
 		require.True(t, ok)
 		apply(format.Record{Type: format.RecMap, ID: 1, LC: uint64(i) * 7, Entry: pc + 1})
 	}
-	require.Empty(t, tb.check(nil))
+	require.Empty(t, tb.check(nil, false))
 	blocks := checkpointOf(t, tb, [16]byte{9}, format.CheckpointHead{NextVolumeID: tb.nextID})
 	// The volume's 20480 entries are one run; each snapshot's difference
 	// from the volume is the few entries changed since it was taken.
@@ -305,7 +305,7 @@ func FuzzApply(f *testing.F) {
 				return true
 			}
 			if tb.apply(&r) == nil {
-				if errs := tb.check(nil); len(errs) > 0 && !thickShort(tb) {
+				if errs := tb.check(nil, false); len(errs) > 0 && !thickShort(tb) {
 					t.Fatalf("after %+v: %v", r, errs)
 				}
 			}
