@@ -179,6 +179,10 @@ func (s *Store) onFill(f *fill) {
 		f.old, f.pos = e, f.off
 		f.submit(e-1, f.n, f.data)
 	default:
+		if !s.mapRoom() {
+			s.done(f, bdev.StatusNoSpace) // metadata full (mapRoom)
+			return
+		}
 		pc, ok := s.t.alloc()
 		if !ok {
 			if s.grace.holding() {

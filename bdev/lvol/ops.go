@@ -57,7 +57,7 @@ func metaGrowth(rec *format.Record) uint64 {
 	case format.RecVolumeCreate, format.RecSnapshot, format.RecClone:
 		return volumeItemBytes
 	case format.RecMap, format.RecMapRun:
-		return 64
+		return mapItemBound
 	}
 	return 0
 }
@@ -72,20 +72,57 @@ func (s *Store) metaRoom(name string) error {
 	if s.metaBound+volumeItemBytes+format.MetaBlockSize <= limit {
 		return nil
 	}
+	n, err := s.measureTables()
+	if err != nil {
+		return err
+	}
+	if n+format.MetaBlockSize > limit {
+		return fmt.Errorf("%w: %q needs room in a checkpoint of %d bytes, %d allowed (%d volumes, snapshots and clones): delete some", ErrMetadataFull, name, n, limit, len(s.t.vols))
+	}
+	return nil
+}
+
+// measureTables encodes the tables as a checkpoint, to count its bytes:
+// metaBound becomes exact.
+func (s *Store) measureTables() (uint64, error) {
+	if s.metaExact {
+		return s.metaBound, nil
+	}
 	var n uint64
 	err := s.writeTables(0, format.CheckpointHead{NextVolumeID: s.t.nextID}, func(format.Block) error {
 		n += format.MetaBlockSize
 		return nil
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
-	s.metaBound = n
-	if n+format.MetaBlockSize > limit {
-		return fmt.Errorf("%w: %q needs room in a checkpoint of %d bytes, %d allowed (%d volumes, snapshots and clones): delete some", ErrMetadataFull, name, n, limit, len(s.t.vols))
-	}
-	return nil
+	s.metaBound, s.metaExact = n, true
+	return n, nil
 }
+
+// mapRoom says whether a fill may map a new cluster: the tables'
+// checkpoint, with this map record and every other fill's in flight
+// applied, must still fit a half of the metadata region (the part new
+// volumes may not take is what this spends). When it would not, the
+// write fails with StatusNoSpace, as on a pool out of clusters, and the
+// store goes on: what frees metadata (an unmap, a delete) makes room
+// again. Else the next checkpoint would outgrow its half and fault the
+// store. Near the limit the tables are measured, once per change of
+// them. Metadata reactor only.
+func (s *Store) mapRoom() bool {
+	limit := s.halfBlocks*format.MetaBlockSize - format.MetaBlockSize
+	need := func() uint64 { return s.metaBound + mapItemBound*uint64(len(s.fills.pending)+1) }
+	if need() <= limit {
+		return true
+	}
+	if _, err := s.measureTables(); err != nil {
+		return false
+	}
+	return need() <= limit
+}
+
+// mapItemBound bounds what one map record adds to a checkpoint.
+const mapItemBound = 64
 
 // VolumeSpec is what a new volume is made of.
 type VolumeSpec struct {

@@ -59,8 +59,10 @@ type Store struct {
 	metaOff     uint64
 	// metaBound bounds the bytes of a checkpoint of the tables now: the
 	// last one measured, and what records applied since may add
-	// (metaRoom).
+	// (metaRoom). metaExact: it is the last measure, no record applied
+	// since.
 	metaBound uint64
+	metaExact bool
 	err       error // the fault that stopped the store's metadata
 	closed    bool
 	fills     fillState
@@ -289,6 +291,7 @@ func (s *Store) commit(recs []format.Record, fua bool, done func(error)) {
 					s.dur.written()
 				}
 				s.metaBound += metaGrowth(rec)
+				s.metaExact = false
 				if aerr := s.t.apply(rec); aerr != nil {
 					s.fault(fmt.Errorf("a record of type %d would not apply: %w", rec.Type, aerr))
 					err = s.err
@@ -341,7 +344,7 @@ func (s *Store) encodeCheckpoint(pos, seq uint64) ([]byte, error) {
 		return nil, err
 	}
 	s.ckptSeq += uint64(len(out)) / format.MetaBlockSize
-	s.metaBound = uint64(len(out))
+	s.metaBound, s.metaExact = uint64(len(out)), true
 	return out, nil
 }
 

@@ -533,6 +533,63 @@ func TestShrinkThenGrowReadsZeroes(t *testing.T) {
 	}
 }
 
+// First writes that would map more than a checkpoint half holds fail
+// with StatusNoSpace (Capacity Exceeded) while the pool still has free
+// clusters; the store is not faulted, reads and writes in place go on,
+// and deleting a volume makes room again. The halves are shrunk in the
+// running store to reach the limit quickly (never reopened).
+func TestMetadataFullFailsFirstWritesNotTheStore(t *testing.T) {
+	s, g := storeOn(t, mallocPool(t, 64<<20, 4096))
+	r := g.Get(0)
+	const vols = 8
+	for i := range vols {
+		_, err := s.CreateVolume(VolumeSpec{Name: fmt.Sprintf("v%d", i), Size: 16 << 20, Thin: true})
+		require.NoError(t, err)
+	}
+	require.NoError(t, r.Call(func(*reactor.Reactor) error { s.halfBlocks = 3; return nil }))
+	var cs []*bdevtest.Client
+	var vs []*Volume
+	for i := range vols {
+		vs = append(vs, openVol(t, s, fmt.Sprintf("v%d", i)))
+		cs = append(cs, bdevtest.Open(t, vs[i], r))
+	}
+	buf := bdevtest.Buffers(t, 4096)
+	const cb = poolCluster / 4096
+	type spot struct{ v, lba uint64 }
+	var written []spot
+	var st bdev.Status
+	for lc := uint64(0); lc < 256 && st == bdev.StatusOK; lc += 2 {
+		for v := range uint64(vols) {
+			bdevtest.Fill(buf, v<<32|lc)
+			if st = cs[v].Do(t, bdev.OpWrite, lc*cb, 1, buf); st != bdev.StatusOK {
+				break
+			}
+			written = append(written, spot{v, lc * cb})
+		}
+	}
+	require.Equal(t, bdev.StatusNoSpace, st, "the maps outgrew the metadata")
+	require.Greater(t, len(written), 100)
+	require.NoError(t, s.Err(), "the store is not faulted")
+	require.Less(t, s.Stats().Allocated, s.Stats().Capacity, "clusters were left: the metadata was full")
+	for _, w := range written[len(written)-20:] {
+		bdevtest.Fill(buf, w.v<<32|w.lba/cb)
+		got := bdevtest.Buffers(t, 4096)
+		require.Equal(t, bdev.StatusOK, cs[w.v].Do(t, bdev.OpRead, w.lba, 1, got))
+		require.True(t, bytes.Equal(buf, got))
+		require.Equal(t, bdev.StatusOK, cs[w.v].Do(t, bdev.OpWrite, w.lba+1, 1, got), "in place")
+	}
+	// A checkpoint of what was mapped fits its half.
+	require.NoError(t, s.run(func(done func(error)) { s.checkpoint(done) }))
+	require.NoError(t, s.Err())
+
+	require.NoError(t, r.Call(func(*reactor.Reactor) error { return cs[vols-1].Ch.Close() }))
+	require.NoError(t, vs[vols-1].Close())
+	require.NoError(t, s.DeleteVolume(fmt.Sprintf("v%d", vols-1)))
+	bdevtest.Fill(buf, 99)
+	require.Equal(t, bdev.StatusOK, cs[0].Do(t, bdev.OpWrite, 255*cb, 1, buf), "room again after a delete")
+	requireChecks(t, s)
+}
+
 // New volumes, snapshots and clones are refused once the checkpoint would
 // outgrow its share of a metadata half (room is kept for maps to grow):
 // the store goes on, its thin volumes still map clusters and it still
