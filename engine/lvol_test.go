@@ -186,15 +186,23 @@ func TestImportVolumeStorePool(t *testing.T) {
 	require.True(t, strings.Contains(err.Error(), `volume "vol"`), err.Error())
 }
 
-// A volume store pool whose device now holds another store is faulted,
-// never served.
-func TestVolumeStorePoolChecksItsDevice(t *testing.T) {
+// closedStorePool makes a volume store pool "s" with a volume "a" in a
+// data directory, closes its engine and returns the image's path.
+func closedStorePool(t *testing.T) (*fixture, string) {
+	t.Helper()
 	f := newFixture(t)
 	e, err := f.tryOpen(false)
 	require.NoError(t, err)
 	img := f.storePool(t, e, "s")
 	mustVolume(t, e, "a", "s", 1<<20)
 	require.NoError(t, e.Close())
+	return f, img
+}
+
+// A volume store pool whose device now holds another store is faulted,
+// never served.
+func TestVolumeStorePoolChecksItsDevice(t *testing.T) {
+	f, img := closedStorePool(t)
 
 	other := newFixture(t)
 	eo := other.open(t, false)
@@ -203,7 +211,7 @@ func TestVolumeStorePoolChecksItsDevice(t *testing.T) {
 	require.NoError(t, eo.Close())
 	copyFile(t, otherImg, img)
 
-	e = f.open(t, false)
+	e := f.open(t, false)
 	p, err := e.Pool("s")
 	require.NoError(t, err)
 	require.Equal(t, engine.StateFaulted, p.State)
@@ -219,19 +227,14 @@ func TestVolumeStorePoolChecksItsDevice(t *testing.T) {
 // A pool whose store will not open is checked offline: its device is
 // read, never written, and the check names the damaged blocks.
 func TestCheckFaultedVolumeStorePool(t *testing.T) {
-	f := newFixture(t)
-	e, err := f.tryOpen(false)
-	require.NoError(t, err)
-	img := f.storePool(t, e, "s")
-	mustVolume(t, e, "a", "s", 1<<20)
-	require.NoError(t, e.Close())
+	f, img := closedStorePool(t)
 	raw, err := os.ReadFile(img)
 	require.NoError(t, err)
 	raw[100] ^= 1  // superblock slot 0
 	raw[4196] ^= 1 // slot 1
 	require.NoError(t, os.WriteFile(img, raw, 0o600))
 
-	e = f.open(t, false)
+	e := f.open(t, false)
 	p, err := e.Pool("s")
 	require.NoError(t, err)
 	require.Equal(t, engine.StateFaulted, p.State)

@@ -203,6 +203,19 @@ func TestFUAInPlaceAfterFirstWrite(t *testing.T) {
 	}
 }
 
+// oneClusterFree fills store s but one cluster with a thick volume and
+// makes two thin ones, a and b, to contend for it.
+func oneClusterFree(t *testing.T, s *Store) {
+	t.Helper()
+	free := s.Stats().Capacity / poolCluster
+	_, err := s.CreateVolume(VolumeSpec{Name: "full", Size: (free - 1) * poolCluster})
+	require.NoError(t, err)
+	for _, name := range []string{"a", "b"} {
+		_, err = s.CreateVolume(VolumeSpec{Name: name, Size: 1 << 20, Thin: true})
+		require.NoError(t, err)
+	}
+}
+
 // A cluster unmapped from one volume and reused by another's first write
 // never shows the second volume's data in the first after a power cut,
 // wherever the cut falls in the reuse: the unmap's record is durable
@@ -216,13 +229,7 @@ func TestFreedClusterReuseSurvivesPowerCut(t *testing.T) {
 			require.NoError(t, err)
 			s, g := storeOn(t, dev)
 			r := g.Get(0)
-			free := s.Stats().Capacity / poolCluster
-			_, err = s.CreateVolume(VolumeSpec{Name: "full", Size: (free - 1) * poolCluster})
-			require.NoError(t, err)
-			for _, name := range []string{"a", "b"} {
-				_, err = s.CreateVolume(VolumeSpec{Name: name, Size: 1 << 20, Thin: true})
-				require.NoError(t, err)
-			}
+			oneClusterFree(t, s)
 			a, b := openVol(t, s, "a"), openVol(t, s, "b")
 			ca, cbl := bdevtest.Open(t, a, r), bdevtest.Open(t, b, r)
 			old, fresh := bdevtest.Buffers(t, bs), bdevtest.Buffers(t, bs)
@@ -282,13 +289,7 @@ func TestWriteWaitingForHeldClusterFailsWithTheStore(t *testing.T) {
 	dev := fault.New("pool", base, fault.Options{Timeout: 500 * time.Millisecond})
 	s, g := storeOn(t, dev)
 	r := g.Get(0)
-	free := s.Stats().Capacity / poolCluster
-	_, err = s.CreateVolume(VolumeSpec{Name: "full", Size: (free - 1) * poolCluster})
-	require.NoError(t, err)
-	for _, name := range []string{"a", "b"} {
-		_, err = s.CreateVolume(VolumeSpec{Name: name, Size: 1 << 20, Thin: true})
-		require.NoError(t, err)
-	}
+	oneClusterFree(t, s)
 	ca, cb := bdevtest.Open(t, openVol(t, s, "a"), r), bdevtest.Open(t, openVol(t, s, "b"), r)
 	buf := bdevtest.Buffers(t, bs)
 	require.Equal(t, bdev.StatusOK, ca.Do(t, bdev.OpWrite, 0, 1, buf))
