@@ -98,7 +98,9 @@ func (b Block) Payload() []byte {
 
 // Seal writes the header and the checksum of a block whose payload (n
 // bytes at HeaderSize) is in place; bytes past the payload are zeroed.
-func (b Block) Seal(kind Kind, seq uint64, pool [16]byte, n int) {
+func (b Block) Seal(kind Kind, seq uint64, pool [16]byte, n int) { b.seal(kind, seq, pool, n, 0) }
+
+func (b Block) seal(kind Kind, seq uint64, pool [16]byte, n int, lag uint32) {
 	if len(b) != MetaBlockSize || n < 0 || n > MaxPayload {
 		panic(fmt.Sprintf("format: sealing a %d-byte block with %d payload bytes", len(b), n))
 	}
@@ -109,7 +111,7 @@ func (b Block) Seal(kind Kind, seq uint64, pool [16]byte, n int) {
 	binary.LittleEndian.PutUint64(b[hdrSeq:], seq)
 	copy(b[hdrPool:], pool[:])
 	binary.LittleEndian.PutUint32(b[hdrLen:], uint32(n))
-	binary.LittleEndian.PutUint32(b[hdrLag:], 0)
+	binary.LittleEndian.PutUint32(b[hdrLag:], lag)
 	clear(b[HeaderSize+n : crcOff])
 	binary.LittleEndian.PutUint32(b[crcOff:], crcOf(b))
 }
@@ -121,9 +123,7 @@ func (b Block) DurableLag() uint32 { return binary.LittleEndian.Uint32(b[hdrLag:
 
 // SealJournal seals a journal block (Seal) with durable lag lag.
 func (b Block) SealJournal(seq uint64, pool [16]byte, n int, lag uint32) {
-	b.Seal(KindJournal, seq, pool, n)
-	binary.LittleEndian.PutUint32(b[hdrLag:], lag)
-	binary.LittleEndian.PutUint32(b[crcOff:], crcOf(b))
+	b.seal(KindJournal, seq, pool, n, lag)
 }
 
 // crcOf returns the checksum a metadata block must carry.
