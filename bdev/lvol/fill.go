@@ -171,6 +171,10 @@ func (s *Store) onFill(f *fill) {
 	switch {
 	case f.unmap && e == clmap.None, !f.unmap && e == clmap.None && f.data == nil:
 		s.done(f, bdev.StatusOK) // nothing there: zeroes already
+	case f.unmap && s.t.refs[e-1].Load() > 1 && !s.mapRoom():
+		// Unmapping a shared cluster adds a difference to a snapshot's
+		// or clone's map in the checkpoint.
+		s.done(f, bdev.StatusNoSpace)
 	case f.unmap:
 		s.fills.pending[f.key] = f
 		s.commit([]format.Record{{Type: format.RecMap, ID: f.vol, LC: f.lc, Entry: clmap.None}}, f.fua, f.mapped)

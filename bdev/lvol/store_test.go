@@ -547,6 +547,18 @@ func TestMetadataFullFailsFirstWritesNotTheStore(t *testing.T) {
 		_, err := s.CreateVolume(VolumeSpec{Name: fmt.Sprintf("v%d", i), Size: 16 << 20, Thin: true})
 		require.NoError(t, err)
 	}
+	// A snapshot sharing clusters of its own, for unmaps to add
+	// differences to its map.
+	_, err := s.CreateVolume(VolumeSpec{Name: "shared", Size: 16 << 20, Thin: true})
+	require.NoError(t, err)
+	sv := openVol(t, s, "shared")
+	sc := bdevtest.Open(t, sv, r)
+	one := bdevtest.Buffers(t, 4096)
+	for lc := uint64(0); lc < 256; lc += 2 {
+		require.Equal(t, bdev.StatusOK, sc.Do(t, bdev.OpWrite, lc*poolCluster/4096, 1, one))
+	}
+	_, _, err = s.Snapshot(context.Background(), "shared", "snap")
+	require.NoError(t, err)
 	require.NoError(t, r.Call(func(*reactor.Reactor) error { s.halfBlocks = 3; return nil }))
 	var cs []*bdevtest.Client
 	var vs []*Volume
@@ -579,6 +591,20 @@ func TestMetadataFullFailsFirstWritesNotTheStore(t *testing.T) {
 		require.True(t, bytes.Equal(buf, got))
 		require.Equal(t, bdev.StatusOK, cs[w.v].Do(t, bdev.OpWrite, w.lba+1, 1, got), "in place")
 	}
+	// Unmapping shared clusters adds to the snapshot's differences: past
+	// the room, it is refused too; unmapping what only the volume maps
+	// frees.
+	refused := 0
+	for lc := uint64(0); lc < 256; lc += 2 {
+		st := sc.Do(t, bdev.OpUnmap, lc*cb, cb, nil)
+		if st == bdev.StatusNoSpace {
+			refused++
+			continue
+		}
+		require.Equal(t, bdev.StatusOK, st)
+	}
+	require.Positive(t, refused, "unmaps of shared clusters were never refused")
+	require.NoError(t, s.Err(), "the store is not faulted")
 	// A checkpoint of what was mapped fits its half.
 	require.NoError(t, s.run(func(done func(error)) { s.checkpoint(done) }))
 	require.NoError(t, s.Err())
