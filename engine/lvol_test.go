@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -261,4 +262,55 @@ func copyFile(t *testing.T, from, to string) {
 	_, err = io.Copy(out, in)
 	require.NoError(t, err)
 	require.NoError(t, out.Close())
+}
+
+// Volumes and snapshots asked for under one name at once, outside the
+// engine's mutex while the store works: exactly one of them is made, the
+// others are refused as conflicts (or, asking for the same snapshot, told
+// it is there), and the state and the store agree.
+func TestConcurrentMakersOfOneName(t *testing.T) {
+	f := newFixture(t)
+	e := f.open(t, false)
+	f.storePool(t, e, "s")
+	mustVolume(t, e, "base", "s", 1<<20)
+	const makers = 8
+	errs := make(chan error, makers)
+	made := make(chan string, makers)
+	for i := range makers {
+		go func() {
+			var created bool
+			var err error
+			if i%2 == 0 {
+				_, created, err = e.CreateVolume(ctx, engine.VolumeSpec{Name: "x", Pool: "s", SizeBytes: uint64(i+1) << 20, Thin: i%4 == 0})
+			} else {
+				_, created, err = e.CreateSnapshot(ctx, engine.SnapshotSpec{Volume: "base", Name: "x"})
+			}
+			if created {
+				made <- fmt.Sprintf("maker %d", i)
+			}
+			errs <- err
+		}()
+	}
+	conflicts := 0
+	for range makers {
+		if err := <-errs; err != nil {
+			require.ErrorIs(t, err, engine.ErrConflict)
+			conflicts++
+		}
+	}
+	close(made)
+	var winners []string
+	for w := range made {
+		winners = append(winners, w)
+	}
+	require.Len(t, winners, 1, "exactly one maker of the name")
+	// The others are refused, or told an identical snapshot is there.
+	require.Positive(t, conflicts)
+	_, verr := e.Volume("x")
+	snaps, err := e.Snapshots("base")
+	require.NoError(t, err)
+	require.True(t, (verr == nil) != (len(snaps) == 1), "the name is a volume or a snapshot, once")
+	faults, err := e.CheckPool("s")
+	require.NoError(t, err)
+	require.Empty(t, faults)
 }
