@@ -488,7 +488,7 @@ func (e *Engine) CheckPool(name string) ([]string, error) {
 	e.mu.Lock()
 	s, err := e.lvolPool(name)
 	if err != nil {
-		if p, lp := e.st.pools[name], e.pools[name]; lp != nil && p.isLvol() && lp.store == nil {
+		if p, lp := e.st.pools[name], e.pools[name]; !e.closed && lp != nil && p.isLvol() && lp.store == nil {
 			return e.checkFaultedPool(p, lp) // unlocks
 		}
 	}
