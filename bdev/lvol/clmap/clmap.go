@@ -15,8 +15,10 @@ package clmap
 
 import "sync/atomic"
 
-// PageEntries is how many clusters one page maps: 4 KiB of entries.
-const PageEntries = 1024
+// PageEntries is how many clusters one page maps: with its share count,
+// a page is 4096 bytes, a size class of Go's allocator (1024 entries and
+// the count would take 4100 bytes, in the 4864-byte class).
+const PageEntries = 1023
 
 // None is the entry of a logical cluster with no physical cluster: it
 // reads as zeroes.

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 )
@@ -187,4 +188,9 @@ func TestDiff(t *testing.T) {
 	got = nil
 	Diff(m, m, func(lc uint64, v, bv uint32) { got = append(got, d{lc, v, bv}) })
 	require.Empty(t, got)
+}
+
+// A page fills a size class of the allocator exactly.
+func TestPageIsFourKiB(t *testing.T) {
+	require.EqualValues(t, 4096, unsafe.Sizeof(page{}))
 }
