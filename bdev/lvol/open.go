@@ -92,11 +92,9 @@ func (s *Store) read(bio *blockIO, slots func(i int, err error)) (journal.Run, e
 		return journal.Run{}, err
 	}
 	if slots != nil {
+		// (Slots naming two pools: NewestSuperblock refused them.)
 		for i := range format.SuperblockSlots {
-			sb, err := format.DecodeSuperblock(format.Block(buf[i*format.MetaBlockSize:(i+1)*format.MetaBlockSize]), i, in.Size())
-			if err == nil && sb.Pool != s.sb.Pool {
-				err = fmt.Errorf("superblock slot %d names pool %s, not %s", i, bdev.UUID(sb.Pool), bdev.UUID(s.sb.Pool))
-			}
+			_, err := format.DecodeSuperblock(format.Block(buf[i*format.MetaBlockSize:(i+1)*format.MetaBlockSize]), i, in.Size())
 			slots(i, err)
 		}
 	}
@@ -222,29 +220,40 @@ func (s *Store) completeThick() error {
 // faulted one, whose store would not open, included); an open store
 // checks its live tables with Store.Check.
 func Check(dev bdev.Device, r *reactor.Reactor) ([]error, error) {
+	var faults []error
+	err := offline(dev, r, func(s *Store, bio *blockIO) error {
+		_, err := s.read(bio, func(i int, err error) {
+			if err != nil {
+				faults = append(faults, fmt.Errorf("superblock slot %d (byte %d): %w", i, i*format.MetaBlockSize, err))
+			}
+		})
+		switch {
+		case errors.Is(err, ErrNotPool):
+			return fmt.Errorf("lvol: check %s: %w", dev.Info().Name, err)
+		case err != nil:
+			faults = append(faults, err)
+		default:
+			// A thick volume a crash cut short is completed by Open: not
+			// a fault.
+			faults = append(faults, s.t.check(nil, true)...)
+		}
+		return nil
+	})
+	return faults, err
+}
+
+// offline runs fn over a store value and a block I/O on dev that no
+// running store owns (Probe, Check): they read, and write nothing.
+func offline(dev bdev.Device, r *reactor.Reactor, fn func(s *Store, bio *blockIO) error) error {
 	ch, err := bdev.Open(dev, r)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer r.Call(func(*reactor.Reactor) error { return ch.Close() })
 	bio, err := newBlockIO(ch)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer bio.close()
-	s := &Store{dev: dev, r: r, ch: ch}
-	var faults []error
-	_, err = s.read(bio, func(i int, err error) {
-		if err != nil {
-			faults = append(faults, fmt.Errorf("superblock slot %d (byte %d): %w", i, i*format.MetaBlockSize, err))
-		}
-	})
-	switch {
-	case errors.Is(err, ErrNotPool):
-		return nil, fmt.Errorf("lvol: check %s: %w", dev.Info().Name, err)
-	case err != nil:
-		return append(faults, err), nil
-	}
-	// A thick volume a crash cut short is completed by Open: not a fault.
-	return append(faults, s.t.check(nil, true)...), nil
+	return fn(&Store{dev: dev, r: r, ch: ch}, bio)
 }

@@ -18,25 +18,20 @@ var ErrNotPool = format.ErrNotPool
 // another error when it holds a damaged one. Callers use it before Create
 // (which overwrites whatever is there) to refuse formatting a pool.
 func Probe(dev bdev.Device, r *reactor.Reactor) (bdev.UUID, error) {
-	ch, err := bdev.Open(dev, r)
-	if err != nil {
-		return bdev.UUID{}, err
-	}
-	defer r.Call(func(*reactor.Reactor) error { return ch.Close() })
-	bio, err := newBlockIO(ch)
-	if err != nil {
-		return bdev.UUID{}, err
-	}
-	defer bio.close()
-	slots := make([]byte, format.SuperblockBytes)
-	if err := bio.read(0, slots); err != nil {
-		return bdev.UUID{}, err
-	}
-	sb, err := format.NewestSuperblock(slots, dev.Info().Size())
-	if err != nil {
-		return bdev.UUID{}, fmt.Errorf("lvol: probe %s: %w", dev.Info().Name, err)
-	}
-	return sb.Pool, nil
+	var pool bdev.UUID
+	err := offline(dev, r, func(_ *Store, bio *blockIO) error {
+		slots := make([]byte, format.SuperblockBytes)
+		if err := bio.read(0, slots); err != nil {
+			return err
+		}
+		sb, err := format.NewestSuperblock(slots, dev.Info().Size())
+		if err != nil {
+			return fmt.Errorf("lvol: probe %s: %w", dev.Info().Name, err)
+		}
+		pool = sb.Pool
+		return nil
+	})
+	return pool, err
 }
 
 // Resize changes the volume's size through its store (ResizeVolume):

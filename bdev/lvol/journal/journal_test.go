@@ -304,3 +304,26 @@ func TestCheckpointedRunLapsTheRing(t *testing.T) {
 		})
 	}
 }
+
+// A flush of the device that covers every block written (the store's,
+// for a fill or a host's Flush) makes them durable: a FUA record after
+// it needs no flush of its own, and the block after says so in its lag.
+func TestFlushedCoversWhatWasWritten(t *testing.T) {
+	f := newFixture(t, 64)
+	f.on(t, func() { f.j.Start(0, 1) })
+	f.appendAll(t, 0, make([]bool, 3)) // written, not durable
+	var to uint64
+	f.on(t, func() { to = f.j.Written() })
+	require.Equal(t, bdev.StatusOK, f.c.Do(t, bdev.OpFlush, 0, 0, nil))
+	f.on(t, func() { f.j.Flushed(to) })
+	before := f.dev.Stats().FlushOps
+	f.appendAll(t, 3, []bool{true})
+	require.Equal(t, before, f.dev.Stats().FlushOps, "a FUA record after a covering flush flushed again")
+
+	region := bdevtest.Buffers(t, int(f.ring.Blocks)*format.MetaBlockSize)
+	require.Equal(t, bdev.StatusOK, f.c.Do(t, bdev.OpRead, f.ring.Off/512, uint32(len(region)/512), region))
+	_, run := f.replay(t, 0, 1)
+	last := format.Block(region[(run.End-1)*format.MetaBlockSize : run.End*format.MetaBlockSize])
+	require.Equal(t, to, last.Seq(), "the FUA record's block follows the flushed ones")
+	require.EqualValues(t, 1, last.DurableLag(), "it says every block before it is durable")
+}
