@@ -58,9 +58,10 @@ type block struct {
 // Journal appends to a ring on one reactor's channel of the pool device.
 // Reactor only, like the channel.
 type Journal struct {
-	ch   *bdev.Channel
-	ring Ring
-	bs   uint64
+	ch       *bdev.Channel
+	ring     Ring
+	bs       uint64
+	volatile bool // the device has a volatile cache: a write is durable only once flushed
 
 	mem   []*iomem.Region // the blocks' memory, grown a chunk at a time
 	free  []*block
@@ -93,7 +94,7 @@ func New(ch *bdev.Channel, ring Ring) (*Journal, error) {
 	if ring.Blocks < 2 {
 		return nil, fmt.Errorf("journal: a ring of %d blocks", ring.Blocks)
 	}
-	j := &Journal{ch: ch, ring: ring, bs: uint64(ch.Info().BlockSize)}
+	j := &Journal{ch: ch, ring: ring, bs: uint64(ch.Info().BlockSize), volatile: ch.Info().VolatileCache}
 	j.flush.Op, j.flush.Callback = bdev.OpFlush, j.flushed
 	if err := j.grow(); err != nil {
 		return nil, err
@@ -294,7 +295,7 @@ func (b *block) written(req *bdev.Request) {
 		j.err = err
 	} else {
 		j.writtenTo = b.seq + 1
-		if req.FUA || !j.ch.Info().VolatileCache {
+		if req.FUA || !j.volatile {
 			j.durableTo = b.seq + 1 // the blocks before it were flushed first
 		}
 	}
